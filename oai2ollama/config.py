@@ -1,0 +1,96 @@
+"""Settings: one frozen object, built once from flags and environment, passed down explicitly."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 11435
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+DEFAULT_OLLAMA_PORT = 11434
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the CLI reports it in one line and exits with status 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    ollama_url: str = DEFAULT_OLLAMA_URL
+    api_key: str | None = None
+    log_level: str = "info"
+    # Upstream timeouts in seconds; 0 or None disables one.
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    request_timeout: float | None = None
+    max_body_size: int = 16 * 1024 * 1024
+
+    @property
+    def base_url(self) -> str:
+        """The URL a client on this machine should use, for the start-up message."""
+        host = self.host
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return f"http://{host}:{self.port}/v1"
+        if ip.is_unspecified:
+            host = "127.0.0.1" if ip.version == 4 else "[::1]"
+        elif ip.version == 6:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/v1"
+
+
+def _split_hostport(hostport: str, value: str | None) -> tuple[str, int | None]:
+    try:
+        # A bare IPv6 address has colons but no port: "::1".
+        return str(ipaddress.IPv6Address(hostport)), None
+    except ValueError:
+        pass
+    try:
+        parts = urlsplit(f"//{hostport}")
+        return parts.hostname or "", parts.port
+    except ValueError as exc:
+        raise SettingsError(f"Ollama URL {value!r}: {exc}") from None
+
+
+def parse_ollama_url(value: str | None) -> str:
+    """Read an Ollama address the way Ollama reads ``OLLAMA_HOST``.
+
+    Accepts ``host``, ``host:port``, ``:port``, ``[v6]:port`` and ``scheme://host[:port][/path]``.
+    A bare host gets port 11434, an explicit ``http://`` or ``https://`` without a port gets 80 or
+    443, as in Ollama. An unspecified bind address (``0.0.0.0``, ``::``) is where a server
+    listens, not where a client connects, so it becomes loopback.
+    """
+    text = (value or "").strip()
+    if not text:
+        return DEFAULT_OLLAMA_URL
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        scheme = scheme.lower()
+        if scheme not in ("http", "https"):
+            raise SettingsError(f"Ollama URL {value!r}: scheme must be http or https")
+        default_port = 443 if scheme == "https" else 80
+    else:
+        scheme, rest, default_port = "http", text, DEFAULT_OLLAMA_PORT
+    hostport, _, path = rest.partition("/")
+    host, port = _split_hostport(hostport, value)
+    if port is None:
+        port = default_port
+    if not host:
+        host = "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        if ip.is_unspecified:
+            host = "127.0.0.1" if ip.version == 4 else "::1"
+            ip = ipaddress.ip_address(host)
+        if ip.version == 6:
+            host = f"[{host}]"
+    path = path.strip("/")
+    return f"{scheme}://{host}:{port}" + (f"/{path}" if path else "")

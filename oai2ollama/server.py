@@ -1,0 +1,250 @@
+"""The HTTP side: application factory, routes, middlewares, SSE writing.
+
+Handlers stay thin — parse, translate, call Ollama, translate back, write — and every failure
+becomes an OpenAI error object in :func:`error_middleware`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from . import __version__
+from .config import Settings
+from .errors import (
+    APIError,
+    InvalidRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Unauthorized,
+    UnknownURL,
+    UpstreamError,
+)
+from .translate import chat, models
+from .translate.common import new_id
+from .upstream import Ollama
+
+log = logging.getLogger("oai2ollama")
+
+SETTINGS = web.AppKey("settings", Settings)
+OLLAMA = web.AppKey("ollama", Ollama)
+
+# Paths that answer without the shim's API key: liveness and readiness probes.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(
+    obj: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(obj), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(err: APIError) -> web.Response:
+    return json_response(err.body(), err.status, err.headers or None)
+
+
+def sse_error(err: APIError) -> bytes:
+    return b"data: " + orjson.dumps(err.body()) + b"\n\n"
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON ({exc}).", code="invalid_json"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Middlewares
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except APIError as err:
+        return error_response(err)
+    except web.HTTPException as exc:
+        return error_response(_from_http_exception(request, exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(APIError("The server had an error while processing your request."))
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIError:
+    if exc.status == 404:
+        return UnknownURL(
+            f"Unknown request URL: {request.method} {request.path}. "
+            "Please check the URL; the API is served under /v1."
+        )
+    if exc.status == 405:
+        return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
+    if exc.status == 413:
+        limit = request.app[SETTINGS].max_body_size
+        return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    err = InvalidRequest(exc.reason or "Bad request.") if exc.status < 500 else APIError(exc.reason)
+    err.status = exc.status
+    return err
+
+
+def auth_middleware(api_key: str) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+    expected = api_key.encode()
+
+    @web.middleware
+    async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            raise Unauthorized(
+                "Missing API key. Send it in the Authorization header as 'Bearer <key>'."
+            )
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+            raise Unauthorized("Incorrect API key provided.")
+        return await handler(request)
+
+    return check_key
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    req = chat.parse_request(await read_json(request))
+    ollama = request.app[OLLAMA]
+    completion_id, created = new_id("chatcmpl-"), int(time.time())
+    if not req.stream:
+        answer = await ollama.post("/api/chat", req.payload, model=req.model)
+        return json_response(
+            chat.completion(answer, completion_id=completion_id, created=created, model=req.model)
+        )
+    translator = chat.ChatStream(completion_id, created, req.model, req.include_usage)
+    async with ollama.stream("/api/chat", req.payload, model=req.model) as lines:
+        return await write_stream(request, translator, lines)
+
+
+async def write_stream(
+    request: web.Request, translator: chat.ChatStream, lines: AsyncIterator[dict[str, Any]]
+) -> web.StreamResponse:
+    """Write SSE events as Ollama's lines arrive; a failure ends the stream with an error event."""
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    try:
+        await response.write(translator.start())
+        try:
+            async for line in lines:
+                if not translator.done:
+                    events = translator.feed(line)
+                    if events:
+                        await response.write(events)
+            if not translator.done:
+                raise UpstreamError("Ollama ended the stream before the answer was complete.")
+        except APIError as err:
+            log.warning("stream ended with an error: %s", err.message)
+            await response.write(sse_error(err))
+        await response.write_eof()
+    except ConnectionResetError:
+        # The client went away; leaving here closes the upstream request, so Ollama stops.
+        log.debug("client disconnected from %s", request.path)
+    return response
+
+
+async def list_models(request: web.Request) -> web.Response:
+    tags = await request.app[OLLAMA].get("/api/tags")
+    return json_response(models.model_list(tags))
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    tags = await request.app[OLLAMA].get("/api/tags")
+    return json_response(models.find_model(tags, request.match_info["model"]))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ollama = request.app[OLLAMA]
+    settings = request.app[SETTINGS]
+    try:
+        version = await ollama.get("/api/version", limit=(settings.connect_timeout or 5) + 5)
+    except APIError as err:
+        unavailable = APIError(f"Not ready: {err.message}", code=err.code, status=503)
+        return error_response(unavailable)
+    found = version.get("version") if isinstance(version, dict) else None
+    return json_response({"status": "ready", "ollama": {"url": ollama.url, "version": found}})
+
+
+# --------------------------------------------------------------------------------------------
+# Application
+
+
+def create_app(settings: Settings) -> web.Application:
+    middlewares: list[Any] = [error_middleware]
+    if settings.api_key:
+        middlewares.append(auth_middleware(settings.api_key))
+    app = web.Application(client_max_size=settings.max_body_size, middlewares=middlewares)
+    app[SETTINGS] = settings
+    app[OLLAMA] = Ollama(settings)
+    app.cleanup_ctx.append(_ollama_lifetime)
+
+    app.router.add_get("/healthz", healthz, allow_head=True)
+    app.router.add_get("/readyz", readyz, allow_head=True)
+    # Routes answer with and without the /v1 prefix: some clients are configured without it.
+    for prefix in ("/v1", ""):
+        app.router.add_post(f"{prefix}/chat/completions", chat_completions)
+        app.router.add_get(f"{prefix}/models", list_models)
+        app.router.add_get(f"{prefix}/models/{{model:.+}}", retrieve_model)
+    return app
+
+
+async def start(settings: Settings, access_log: logging.Logger | None = None) -> web.AppRunner:
+    """Start serving ``settings`` on its host and port; the caller owns ``runner.cleanup()``.
+
+    ``handler_cancellation``: a client that goes away cancels its handler, and with it the
+    upstream request, so Ollama stops generating for nobody.
+    """
+    runner = web.AppRunner(create_app(settings), handler_cancellation=True, access_log=access_log)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def bound_port(runner: web.AppRunner, default: int) -> int:
+    """The port actually bound (differs from the setting when that is 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    return default
+
+
+async def _ollama_lifetime(app: web.Application) -> AsyncIterator[None]:
+    await app[OLLAMA].start()
+    yield
+    await app[OLLAMA].close()

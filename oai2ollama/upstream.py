@@ -1,0 +1,192 @@
+"""The connection to Ollama: one pooled session, JSON and NDJSON helpers, errors mapped once.
+
+Nothing from the client's request reaches Ollama but the body we build: no ``Authorization``,
+``Cookie``, ``Host`` or ``Origin`` header is ever copied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from . import __version__
+from .config import Settings
+from .errors import APIError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, from_ollama
+
+# An NDJSON line longer than this is not something Ollama sends; stop before memory runs out.
+MAX_LINE = 64 * 1024 * 1024
+_CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", ())
+_HEADERS = {"Content-Type": "application/json", "User-Agent": f"oai2ollama/{__version__}"}
+
+
+class Ollama:
+    """Client for Ollama's native API, sharing one connection pool for the life of the server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.ollama_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.request_timeout or None,
+            connect=settings.connect_timeout or None,
+            sock_read=settings.read_timeout or None,
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=60, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            headers=_HEADERS,
+            auto_decompress=True,
+            json_serialize=lambda obj: orjson.dumps(obj).decode(),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Ollama client used before start()")
+        return self._session
+
+    async def get(self, path: str, *, limit: float | None = None) -> Any:
+        """GET a JSON document; ``limit`` caps the whole request in seconds."""
+        return await self._json("GET", path, None, None, limit)
+
+    async def post(self, path: str, payload: dict[str, Any], *, model: str | None = None) -> Any:
+        return await self._json("POST", path, payload, model, None)
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        model: str | None,
+        limit: float | None,
+    ) -> Any:
+        data = orjson.dumps(payload) if payload is not None else None
+        kwargs: dict[str, Any] = {"data": data}
+        if limit is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=limit)
+        try:
+            async with self.session.request(method, self.url + path, **kwargs) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise error_from_body(resp.status, body, model)
+        except APIError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from exc
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"Ollama at {self.url} answered {path} with a body that is not JSON."
+            ) from None
+
+    @asynccontextmanager
+    async def stream(
+        self, path: str, payload: dict[str, Any], *, model: str | None = None
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """POST and yield the answer's NDJSON objects one by one, as they arrive.
+
+        An error status before the first byte is raised here, so the caller can still answer
+        with a proper HTTP status; errors after that are raised by the iterator.
+        """
+        try:
+            resp = await self.session.post(self.url + path, data=orjson.dumps(payload))
+        except Exception as exc:
+            raise self._failure(exc) from exc
+        try:
+            if resp.status != 200:
+                try:
+                    body = await resp.read()
+                except Exception as exc:
+                    raise self._failure(exc) from exc
+                raise error_from_body(resp.status, body, model)
+            yield self._lines(resp)
+        finally:
+            if resp.content.at_eof():
+                resp.release()
+            else:
+                # Closing the connection is how Ollama learns to stop generating.
+                resp.close()
+
+    async def _lines(self, resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+        buffer = b""
+        content = resp.content
+        while True:
+            try:
+                data = await content.readany()
+            except Exception as exc:
+                raise self._failure(exc) from exc
+            if not data:
+                break
+            if buffer:
+                data = buffer + data
+            lines = data.split(b"\n")
+            buffer = lines.pop()
+            if len(buffer) > MAX_LINE:
+                raise UpstreamError("Ollama sent a line longer than the shim accepts.")
+            for line in lines:
+                if line.strip():
+                    yield parse_line(line)
+        if buffer.strip():
+            yield parse_line(buffer)
+
+    def _failure(self, exc: BaseException) -> APIError:
+        """A transport failure → the error the client sees, naming the URL we tried."""
+        if isinstance(exc, _CONNECT_TIMEOUT):
+            return UpstreamUnavailable(
+                f"Ollama at {self.url} did not accept a connection in time. "
+                "Is the address right and reachable from here?"
+            )
+        if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+            return UpstreamTimeout(
+                f"Ollama at {self.url} did not answer in time. The model may still be loading; "
+                "raise --read-timeout or --request-timeout if this is expected."
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or str(exc.os_error) or exc.__class__.__name__
+            return UpstreamUnavailable(
+                f"Could not connect to Ollama at {self.url}: {reason}. "
+                "Is 'ollama serve' running, and is --ollama-url (or OLLAMA_HOST) right?"
+            )
+        if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+            return UpstreamError(
+                f"Ollama at {self.url} closed the connection before the answer was complete."
+            )
+        return UpstreamError(f"The connection to Ollama at {self.url} failed: {exc!r}")
+
+
+def parse_line(line: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("Ollama sent a stream line that is not JSON.") from None
+    if not isinstance(obj, dict):
+        raise UpstreamError("Ollama sent a stream line that is not a JSON object.")
+    return obj
+
+
+def error_from_body(status: int, body: bytes, model: str | None) -> APIError:
+    """Ollama's ``{"error": "..."}`` body (or whatever else came) → an OpenAI error."""
+    message = ""
+    try:
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict) and parsed.get("error") is not None:
+            message = str(parsed["error"])
+    except orjson.JSONDecodeError:
+        pass
+    if not message:
+        message = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
+    return from_ollama(status, message, model)

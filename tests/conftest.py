@@ -1,0 +1,80 @@
+"""Fixtures: the test Ollama server and shims in front of it, on loopback ports.
+
+Both servers run in one background event loop, so the synchronous ``openai`` client, the async
+one (in the test's own loop) and raw HTTP clients all reach them over real TCP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+
+from oai2ollama.config import Settings
+from oai2ollama.server import bound_port, start
+
+from .fake_ollama import FakeOllama, LoopThread, serve_app
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    yield lt
+    lt.stop()
+
+
+@pytest.fixture(scope="session")
+def _fake_server(loop_thread: LoopThread) -> Iterator[FakeOllama]:
+    fake = FakeOllama()
+    runner, port = loop_thread.run(serve_app(fake.app()))
+    fake.url = f"http://127.0.0.1:{port}"
+    yield fake
+    loop_thread.run(runner.cleanup())
+
+
+@pytest.fixture
+def ollama(_fake_server: FakeOllama) -> FakeOllama:
+    """The test Ollama server, reset for this test."""
+    _fake_server.reset()
+    return _fake_server
+
+
+ShimFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def make_shim(loop_thread: LoopThread, _fake_server: FakeOllama) -> Iterator[ShimFactory]:
+    """Start a shim in front of the test Ollama (once per distinct settings); return its URL."""
+    runners: dict[Settings, tuple[web.AppRunner, str]] = {}
+
+    def factory(**overrides: Any) -> str:
+        settings = Settings(host="127.0.0.1", port=0, ollama_url=_fake_server.url)
+        settings = dataclasses.replace(settings, **overrides)
+        if settings not in runners:
+            runner = loop_thread.run(start(settings))
+            port = bound_port(runner, 0)
+            runners[settings] = (runner, f"http://127.0.0.1:{port}/v1")
+        return runners[settings][1]
+
+    yield factory
+    for runner, _ in runners.values():
+        loop_thread.run(runner.cleanup())
+
+
+@pytest.fixture
+def base_url(make_shim: ShimFactory, ollama: FakeOllama) -> str:
+    return make_shim()
+
+
+@pytest.fixture
+def client(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=20)
+
+
+@pytest.fixture
+def aclient(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=20)

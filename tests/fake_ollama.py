@@ -1,0 +1,370 @@
+"""A test Ollama server: Ollama's native wire format, scriptable per test.
+
+It answers the way Ollama does (see the project's Ollama API notes): NDJSON with
+``application/x-ndjson``, ``done``/``done_reason``, nanosecond durations, counters that are left
+out when zero, ``{"error": "..."}`` bodies with Ollama's statuses and messages, tool calls whose
+arguments are objects, and it refuses what Ollama refuses (content arrays, string arguments,
+``stop`` as a string, ``think`` on a model that cannot think, tools on a model without them).
+
+A test queues :class:`Reply` objects to say how the next requests are answered: what text, how
+it is chunked, how slowly, and when it fails. Every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import string
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+NDJSON = "application/x-ndjson"
+_NAME = {
+    "llama3.2:latest": ["completion", "tools"],
+    "qwen3:8b": ["completion", "tools", "thinking"],
+    "llava:7b": ["completion", "vision"],
+    "nomic-embed-text:latest": ["embedding"],
+    "hf.co/bartowski/Qwen2.5-Coder-1.5B-GGUF:Q4_K_M": ["completion", "insert"],
+}
+
+
+@dataclass
+class Reply:
+    """How the fake answers one generation request."""
+
+    content: str = "Hello! How can I help you today?"
+    thinking: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # Ollama's native form
+    tool_calls_on_done: bool = False  # llama-server path: all calls in the final chunk
+    content_on_done: str = ""  # text carried by the final done:true chunk itself
+    done_reason: str = "stop"
+    prompt_eval_count: int = 12
+    eval_count: int = 7
+    logprobs: bool = False
+    status: int = 200  # non-200: answer {"error": error} before any byte
+    error: str = "boom"
+    first_byte_delay: float = 0.0
+    chunk_delay: float = 0.0
+    error_after: int | None = None  # write an {"error"} line after this many chunks
+    cut_after: int | None = None  # drop the connection after this many chunks
+    split_writes: bool = False  # write every line in two halves
+    hang: bool = False  # never answer (until the client goes away)
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def _call_id() -> str:
+    return "call_" + "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".123456789Z"
+
+
+class FakeOllama:
+    def __init__(self) -> None:
+        self.models = dict(_NAME)
+        self.replies: deque[Reply] = deque()
+        self.requests: list[Recorded] = []
+        self.version = "0.12.11"
+        self.disconnects = 0
+        self.disconnected = threading.Event()
+        self.url = ""
+
+    # ---- scripting -----------------------------------------------------------------------
+    def reset(self) -> None:
+        self.models = dict(_NAME)
+        self.replies.clear()
+        self.requests.clear()
+        self.disconnects = 0
+        self.disconnected.clear()
+
+    def queue(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def last(self, path: str = "/api/chat") -> Recorded:
+        for rec in reversed(self.requests):
+            if rec.path == path:
+                return rec
+        raise AssertionError(f"no request to {path}; got {[r.path for r in self.requests]}")
+
+    # ---- app -----------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/", self.root)
+        app.router.add_get("/api/version", self.version_handler)
+        app.router.add_get("/api/tags", self.tags)
+        app.router.add_post("/api/chat", self.chat)
+        return app
+
+    async def root(self, request: web.Request) -> web.Response:
+        return web.Response(text="Ollama is running")
+
+    async def version_handler(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": self.version})
+
+    async def tags(self, request: web.Request) -> web.Response:
+        self.requests.append(Recorded(request.path, dict(request.headers), None))
+        models = []
+        for i, (name, caps) in enumerate(self.models.items()):
+            models.append(
+                {
+                    "name": name,
+                    "model": name,
+                    "modified_at": f"2025-10-2{i}T17:21:21.196249123Z",
+                    "size": 2019393189 + i,
+                    "digest": f"{i:064x}",
+                    "details": {
+                        "parent_model": "",
+                        "format": "gguf",
+                        "family": "llama",
+                        "families": ["llama"],
+                        "parameter_size": "3.2B",
+                        "quantization_level": "Q4_K_M",
+                    },
+                    "capabilities": caps,
+                }
+            )
+        return web.json_response({"models": models})
+
+    # ---- generation ----------------------------------------------------------------------
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        self.requests.append(Recorded(request.path, dict(request.headers), None))
+        if not raw:
+            raise _error(400, "missing request body")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise _error(400, "invalid character 'x' looking for beginning of value") from None
+        self.requests[-1].body = body
+        return body
+
+    def _check_model(self, body: dict[str, Any], capability: str) -> list[str]:
+        model = body.get("model")
+        if not model:
+            raise _error(400, "model is required")
+        caps = self.models.get(model) or self.models.get(f"{model}:latest")
+        if caps is None:
+            raise _error(404, f"model '{model}' not found")
+        if capability not in caps:
+            raise _error(400, f'"{model}" does not support {capability}')
+        return caps
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        caps = self._check_model(body, "completion")
+        _check_chat_body(body, caps)
+        reply = self.replies.popleft() if self.replies else Reply()
+        stream = body.get("stream", True)
+        if not body.get("messages"):
+            return web.json_response(
+                {
+                    "model": body["model"],
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": ""},
+                    "done_reason": "load",
+                    "done": True,
+                }
+            )
+        try:
+            if reply.hang:
+                await asyncio.sleep(3600)
+            if reply.first_byte_delay:
+                await asyncio.sleep(reply.first_byte_delay)
+            if reply.status != 200:
+                return web.json_response({"error": reply.error}, status=reply.status)
+            chunks = _chunks(body["model"], reply, bool(body.get("tools")))
+            if not stream:
+                return web.json_response(_merge(chunks))
+            return await self._stream(request, reply, chunks)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.disconnects += 1
+            self.disconnected.set()
+            raise
+
+    async def _stream(
+        self, request: web.Request, reply: Reply, chunks: list[dict[str, Any]]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": NDJSON})
+        await response.prepare(request)
+        for i, chunk in enumerate(chunks):
+            if reply.error_after is not None and i == reply.error_after:
+                await response.write(orjson.dumps({"error": reply.error}) + b"\n")
+                return response
+            if reply.cut_after is not None and i == reply.cut_after:
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            if i and reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
+            line = orjson.dumps(chunk) + b"\n"
+            if reply.split_writes:
+                half = len(line) // 2
+                await response.write(line[:half])
+                await asyncio.sleep(0.005)
+                await response.write(line[half:])
+            else:
+                await response.write(line)
+        await response.write_eof()
+        return response
+
+
+def _error(status: int, message: str) -> web.HTTPException:
+    """Ollama's error body, ``{"error": "..."}``, with its status."""
+    cls = {
+        400: web.HTTPBadRequest,
+        404: web.HTTPNotFound,
+        500: web.HTTPInternalServerError,
+    }[status]
+    return cls(text=orjson.dumps({"error": message}).decode(), content_type="application/json")
+
+
+def _check_chat_body(body: dict[str, Any], caps: list[str]) -> None:
+    """Refuse what Ollama's Go decoder and handler refuse."""
+    for message in body.get("messages") or []:
+        if not isinstance(message.get("content", ""), str):
+            raise _error(
+                400,
+                "json: cannot unmarshal array into Go struct field Message.messages.content "
+                "of type string",
+            )
+        for call in message.get("tool_calls") or []:
+            if not isinstance(call["function"].get("arguments"), dict):
+                raise _error(400, "json: cannot unmarshal string into Go value of type map")
+        for image in message.get("images") or []:
+            if image.startswith("data:"):
+                raise _error(400, "illegal base64 data at input byte 4")
+    stop = (body.get("options") or {}).get("stop")
+    if stop is not None and not isinstance(stop, list):
+        raise _error(500, 'option "stop" must be of type array')
+    if body.get("tools") and "tools" not in caps:
+        raise _error(400, f"registry.ollama.ai/library/{body['model']} does not support tools")
+    think = body.get("think")
+    if think not in (None, False) and "thinking" not in caps:
+        raise _error(400, f'"{body["model"]}" does not support thinking')
+
+
+def _pieces(text: str) -> list[str]:
+    """Split like a tokenizer would, keeping every character: 'a b' → ['a', ' b']."""
+    out: list[str] = []
+    for word in text.split(" "):
+        out.append(word if not out else " " + word)
+    return [p for p in out if p]
+
+
+def _chunks(model: str, reply: Reply, tools_requested: bool) -> list[dict[str, Any]]:
+    def chunk(**message: Any) -> dict[str, Any]:
+        return {
+            "model": model,
+            "created_at": _now(),
+            "message": {"role": "assistant", "content": "", **message},
+            "done": False,
+        }
+
+    chunks = [chunk(thinking=p) for p in _pieces(reply.thinking)]
+    content = _pieces(reply.content)
+    for p in content:
+        c = chunk(content=p)
+        if reply.logprobs:
+            c["logprobs"] = [_logprob(p)]
+        chunks.append(c)
+    calls = [
+        {
+            "id": call.get("id", _call_id()),
+            "function": {"index": i, **call["function"]},
+        }
+        for i, call in enumerate(reply.tool_calls)
+    ]
+    if calls and not reply.tool_calls_on_done:
+        chunks.extend(chunk(tool_calls=[call]) for call in calls)
+    done: dict[str, Any] = {
+        "model": model,
+        "created_at": _now(),
+        "message": {"role": "assistant", "content": reply.content_on_done},
+        "done": True,
+        "done_reason": reply.done_reason,
+        "total_duration": 4883583458,
+        "load_duration": 1334875,
+        "prompt_eval_duration": 342546000,
+        "eval_duration": 4535599000,
+    }
+    if calls and reply.tool_calls_on_done:
+        done["message"]["tool_calls"] = calls
+    # Ollama leaves counters out when they are zero (omitempty).
+    if reply.prompt_eval_count:
+        done["prompt_eval_count"] = reply.prompt_eval_count
+    if reply.eval_count:
+        done["eval_count"] = reply.eval_count
+    chunks.append(done)
+    return chunks
+
+
+def _logprob(token: str) -> dict[str, Any]:
+    data = list(token.encode())
+    return {
+        "token": token,
+        "logprob": -0.25,
+        "bytes": data,
+        "top_logprobs": [{"token": token, "logprob": -0.25, "bytes": data}],
+    }
+
+
+def _merge(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What Ollama sends for ``stream: false``: one object with everything concatenated."""
+    final = dict(chunks[-1])
+    message = {"role": "assistant", "content": ""}
+    thinking = ""
+    calls: list[dict[str, Any]] = []
+    logprobs: list[dict[str, Any]] = []
+    for c in chunks:
+        message["content"] += c["message"].get("content", "")
+        thinking += c["message"].get("thinking", "")
+        calls.extend(c["message"].get("tool_calls", []))
+        logprobs.extend(c.get("logprobs", []))
+    if thinking:
+        message["thinking"] = thinking
+    if calls:
+        message["tool_calls"] = calls
+    final["message"] = message
+    if logprobs:
+        final["logprobs"] = logprobs
+    return final
+
+
+class LoopThread:
+    """An event loop in a thread, so synchronous clients can talk to servers running in it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        with contextlib.suppress(Exception):
+            self.loop.close()
+
+
+async def serve_app(app: web.Application, port: int = 0) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
+    await site.start()
+    return runner, runner.addresses[0][1]

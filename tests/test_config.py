@@ -1,0 +1,113 @@
+"""Settings from flags and environment, and the CLI's handling of bad ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from oai2ollama.cli import build_parser, main, settings_from
+from oai2ollama.config import Settings, SettingsError, parse_ollama_url
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        (None, "http://127.0.0.1:11434"),
+        ("", "http://127.0.0.1:11434"),
+        ("0.0.0.0", "http://127.0.0.1:11434"),
+        ("0.0.0.0:11434", "http://127.0.0.1:11434"),
+        (":9999", "http://127.0.0.1:9999"),
+        ("gpu-box", "http://gpu-box:11434"),
+        ("gpu-box:8080", "http://gpu-box:8080"),
+        ("http://gpu-box", "http://gpu-box:80"),
+        ("https://ollama.example.org", "https://ollama.example.org:443"),
+        ("http://10.0.0.5:11434/", "http://10.0.0.5:11434"),
+        ("https://host:8443/ollama", "https://host:8443/ollama"),
+        ("[::1]:11434", "http://[::1]:11434"),
+        ("::", "http://[::1]:11434"),
+        ("[::]:5000", "http://[::1]:5000"),
+        ("HTTP://Host:1", "http://host:1"),
+    ],
+)
+def test_ollama_host_forms(value: str | None, url: str) -> None:
+    assert parse_ollama_url(value) == url
+
+
+@pytest.mark.parametrize("value", ["ftp://host", "host:99999", "host:port"])
+def test_bad_ollama_urls(value: str) -> None:
+    with pytest.raises(SettingsError):
+        parse_ollama_url(value)
+
+
+def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
+    return settings_from(build_parser().parse_args(argv), env or {})
+
+
+def test_defaults() -> None:
+    s = parse([])
+    assert (s.host, s.port, s.ollama_url, s.api_key) == (
+        "127.0.0.1",
+        11435,
+        "http://127.0.0.1:11434",
+        None,
+    )
+    assert s.base_url == "http://127.0.0.1:11435/v1"
+
+
+def test_environment_and_flags_precedence() -> None:
+    env = {
+        "OLLAMA_HOST": "0.0.0.0:1234",
+        "OAI2OLLAMA_API_KEY": "k",
+        "OAI2OLLAMA_PORT": "9000",
+        "OAI2OLLAMA_LOG_LEVEL": "DEBUG",
+    }
+    s = parse([], env)
+    assert (s.ollama_url, s.api_key, s.port, s.log_level) == (
+        "http://127.0.0.1:1234",
+        "k",
+        9000,
+        "debug",
+    )
+    s = parse(["--ollama-url", "http://other:1", "--api-key", "f", "--port", "1"], env)
+    assert (s.ollama_url, s.api_key, s.port) == ("http://other:1", "f", 1)
+
+
+def test_base_url_for_wildcard_and_v6_hosts() -> None:
+    assert Settings(host="0.0.0.0", port=1).base_url == "http://127.0.0.1:1/v1"
+    assert Settings(host="::1", port=1).base_url == "http://[::1]:1/v1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["--port", "http"], {}, "not a port number"),
+        (["--port", "70000"], {}, "out of range"),
+        (["--read-timeout", "-1"], {}, "zero or more"),
+        (["--bogus"], {}, "unrecognized arguments"),
+        ([], {"OAI2OLLAMA_PORT": "abc"}, "OAI2OLLAMA_PORT"),
+        ([], {"OLLAMA_HOST": "ftp://x"}, "OLLAMA_HOST"),
+        ([], {"OAI2OLLAMA_LOG_LEVEL": "loud"}, "OAI2OLLAMA_LOG_LEVEL"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(
+    argv: list[str], env: dict[str, str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv, env)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert err.count("\n") == 1
+    assert err.startswith("oai2ollama: error: ")
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"], {})
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("oai2ollama ")
+    with pytest.raises(SystemExit):
+        main(["--help"], {})
+    out = capsys.readouterr().out
+    for flag in ("--host", "--port", "--ollama-url", "--api-key", "--log-level", "--read-timeout"):
+        assert flag in out
+    assert "OLLAMA_HOST" in out
