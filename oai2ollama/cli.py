@@ -81,6 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=16 * 1024 * 1024,
         help="largest accepted request body in bytes (default 16777216)",
     )
+    add(
+        "--allow-image-urls",
+        action="store_true",
+        default=None,
+        help="fetch http(s) image URLs for vision models (default off: clients must send data: "
+        "URLs); private, loopback and link-local addresses are never fetched "
+        "(env OAI2OLLAMA_ALLOW_IMAGE_URLS=1)",
+    )
+    add(
+        "--image-max-bytes",
+        type=_size,
+        default=10 * 1024 * 1024,
+        help="largest image fetched from a URL, in bytes (default 10485760)",
+    )
+    add(
+        "--image-timeout",
+        type=_seconds,
+        default=10.0,
+        help="time limit for fetching one image URL, in seconds (default 10)",
+    )
     return parser
 
 
@@ -144,7 +164,16 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         read_timeout=args.read_timeout,
         request_timeout=args.request_timeout or None,
         max_body_size=args.max_body_size,
+        allow_image_urls=bool(
+            args.allow_image_urls or _truthy(env.get("OAI2OLLAMA_ALLOW_IMAGE_URLS"))
+        ),
+        image_max_bytes=args.image_max_bytes,
+        image_timeout=args.image_timeout or 10.0,
     )
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 async def serve(settings: Settings) -> None:

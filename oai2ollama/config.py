@@ -28,6 +28,10 @@ class Settings:
     read_timeout: float = 600.0
     request_timeout: float | None = None
     max_body_size: int = 16 * 1024 * 1024
+    # Fetching http(s) image URLs for vision models: off unless enabled.
+    allow_image_urls: bool = False
+    image_max_bytes: int = 10 * 1024 * 1024
+    image_timeout: float = 10.0
 
     @property
     def base_url(self) -> str:

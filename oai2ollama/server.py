@@ -6,10 +6,11 @@ becomes an OpenAI error object in :func:`error_middleware`.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -26,7 +27,8 @@ from .errors import (
     UnknownURL,
     UpstreamError,
 )
-from .translate import chat, models
+from .images import ImageFetcher
+from .translate import chat, common, models
 from .translate.common import new_id
 from .upstream import Ollama
 
@@ -34,6 +36,7 @@ log = logging.getLogger("oai2ollama")
 
 SETTINGS = web.AppKey("settings", Settings)
 OLLAMA = web.AppKey("ollama", Ollama)
+IMAGES = web.AppKey("images", ImageFetcher)
 
 # Paths that answer without the shim's API key: liveness and readiness probes.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -132,35 +135,59 @@ def auth_middleware(api_key: str) -> Callable[[web.Request, Handler], Awaitable[
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    req = chat.parse_request(await read_json(request))
+    settings = request.app[SETTINGS]
+    req = chat.parse_request(await read_json(request), allow_image_urls=settings.allow_image_urls)
+    if req.remote_images:
+        await request.app[IMAGES].fill(req)
     ollama = request.app[OLLAMA]
     completion_id, created = new_id("chatcmpl-"), int(time.time())
     if not req.stream:
-        answer = await ollama.post("/api/chat", req.payload, model=req.model)
-        return json_response(
-            chat.completion(answer, completion_id=completion_id, created=created, model=req.model)
+        answers = await gather_all(
+            ollama.post("/api/chat", req.payload_for(i), model=req.model) for i in range(req.n)
         )
-    translator = chat.ChatStream(completion_id, created, req.model, req.include_usage)
+        return json_response(
+            chat.completion(answers, req, completion_id=completion_id, created=created)
+        )
+    if req.n > 1:
+        return await stream_choices(request, req, completion_id, created)
+    translator = chat.ChatStream(completion_id, created, req)
     async with ollama.stream("/api/chat", req.payload, model=req.model) as lines:
-        return await write_stream(request, translator, lines)
+        return await write_stream(request, translator.start(), translate(translator, lines))
+
+
+async def gather_all(coros: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Run concurrently; the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def translate(
+    translator: chat.ChatStream, lines: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[bytes]:
+    async for line in lines:
+        if not translator.done:
+            events = translator.feed(line)
+            if events:
+                yield events
+    if not translator.done:
+        raise UpstreamError("Ollama ended the stream before the answer was complete.")
 
 
 async def write_stream(
-    request: web.Request, translator: chat.ChatStream, lines: AsyncIterator[dict[str, Any]]
+    request: web.Request, first: bytes, events: AsyncIterator[bytes]
 ) -> web.StreamResponse:
-    """Write SSE events as Ollama's lines arrive; a failure ends the stream with an error event."""
+    """Write SSE events as they come; a failure ends the stream with an error event."""
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     try:
-        await response.write(translator.start())
+        await response.write(first)
         try:
-            async for line in lines:
-                if not translator.done:
-                    events = translator.feed(line)
-                    if events:
-                        await response.write(events)
-            if not translator.done:
-                raise UpstreamError("Ollama ended the stream before the answer was complete.")
+            async for data in events:
+                await response.write(data)
         except APIError as err:
             log.warning("stream ended with an error: %s", err.message)
             await response.write(sse_error(err))
@@ -168,7 +195,61 @@ async def write_stream(
     except ConnectionResetError:
         # The client went away; leaving here closes the upstream request, so Ollama stops.
         log.debug("client disconnected from %s", request.path)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
     return response
+
+
+async def stream_choices(
+    request: web.Request, req: chat.ChatRequest, completion_id: str, created: int
+) -> web.StreamResponse:
+    """``n > 1`` streamed: n upstream streams at once, their chunks interleaved by ``index``."""
+    ollama = request.app[OLLAMA]
+    translators = [chat.ChatStream(completion_id, created, req, i) for i in range(req.n)]
+    queue: asyncio.Queue[tuple[int, bytes | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int) -> None:
+        try:
+            async with ollama.stream("/api/chat", req.payload_for(i), model=req.model) as lines:
+                queue.put_nowait((i, translators[i].start()))
+                async for events in translate(translators[i], lines):
+                    queue.put_nowait((i, events))
+            queue.put_nowait((i, None))
+        except Exception as exc:
+            queue.put_nowait((i, exc))
+
+    tasks = [asyncio.ensure_future(pump(i)) for i in range(req.n)]
+
+    async def merged() -> AsyncIterator[bytes]:
+        try:
+            open_choices = req.n
+            while open_choices:
+                _, item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:
+                    open_choices -= 1
+                else:
+                    yield item
+            usages = [t.usage for t in translators]
+            yield translators[0].end(
+                common.usage(
+                    usages[0]["prompt_tokens"], sum(u["completion_tokens"] for u in usages)
+                )
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    events = merged()
+    try:
+        # Wait for the first event before answering, so an early failure (an unknown model)
+        # is still a plain HTTP error with its own status.
+        first = await events.__anext__()
+    except BaseException:
+        await events.aclose()
+        raise
+    return await write_stream(request, first, events)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -209,6 +290,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[OLLAMA] = Ollama(settings)
     app.cleanup_ctx.append(_ollama_lifetime)
+    if settings.allow_image_urls:
+        app[IMAGES] = ImageFetcher(settings)
+        app.cleanup_ctx.append(_images_lifetime)
 
     app.router.add_get("/healthz", healthz, allow_head=True)
     app.router.add_get("/readyz", readyz, allow_head=True)
@@ -248,3 +332,9 @@ async def _ollama_lifetime(app: web.Application) -> AsyncIterator[None]:
     await app[OLLAMA].start()
     yield
     await app[OLLAMA].close()
+
+
+async def _images_lifetime(app: web.Application) -> AsyncIterator[None]:
+    await app[IMAGES].start()
+    yield
+    await app[IMAGES].close()

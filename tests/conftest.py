@@ -17,7 +17,7 @@ from aiohttp import web
 from oai2ollama.config import Settings
 from oai2ollama.server import bound_port, start
 
-from .fake_ollama import FakeOllama, LoopThread, serve_app
+from .fake_ollama import FakeOllama, LoopThread, image_app, serve_app
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +78,11 @@ def client(base_url: str) -> openai.OpenAI:
 @pytest.fixture
 def aclient(base_url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=20)
+
+
+@pytest.fixture(scope="session")
+def image_server(loop_thread: LoopThread) -> Iterator[str]:
+    """A web server with images on loopback; returns its base URL."""
+    runner, port = loop_thread.run(serve_app(image_app()))
+    yield f"http://127.0.0.1:{port}"
+    loop_thread.run(runner.cleanup())

@@ -368,3 +368,38 @@ async def serve_app(app: web.Application, port: int = 0) -> tuple[web.AppRunner,
     site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
     await site.start()
     return runner, runner.addresses[0][1]
+
+
+# A 1×1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d4944415478da63f8cfc0f01f0005000200a2f5b6b10000000049454e44ae426082"
+)
+
+
+def image_app() -> web.Application:
+    """A small web server with images, redirects and slow answers, for image-URL tests."""
+
+    async def cat(request: web.Request) -> web.Response:
+        return web.Response(body=PNG, content_type="image/png")
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await response.prepare(request)
+        for _ in range(64):
+            await response.write(b"\0" * 65536)
+        return response
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(body=PNG, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/cat.png", cat)
+    app.router.add_get("/big.png", big)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/slow.png", slow)
+    return app

@@ -8,15 +8,19 @@ import orjson
 import pytest
 
 from oai2ollama.errors import InvalidRequest
-from oai2ollama.translate.chat import ChatStream, completion, parse_request
+from oai2ollama.translate.chat import ChatRequest, ChatStream, completion, parse_request
 
 USER = [{"role": "user", "content": "hi"}]
 
 
-def payload(**body: Any) -> dict[str, Any]:
+def request(**body: Any) -> ChatRequest:
     body.setdefault("model", "m")
     body.setdefault("messages", USER)
-    return parse_request(body).payload
+    return parse_request(body)
+
+
+def payload(**body: Any) -> dict[str, Any]:
+    return request(**body).payload
 
 
 def refused(body: Any) -> InvalidRequest:
@@ -296,7 +300,7 @@ def test_completion_maps_message_usage_and_finish_reason() -> None:
         "prompt_eval_count": 3,
         "eval_count": 2,
     }
-    out = completion(answer, completion_id="chatcmpl-x", created=5, model="alias")
+    out = completion([answer], request(model="alias"), completion_id="chatcmpl-x", created=5)
     assert out["id"] == "chatcmpl-x"
     assert out["object"] == "chat.completion"
     assert out["model"] == "alias"
@@ -320,7 +324,7 @@ def test_completion_with_tool_calls_has_null_content_and_string_arguments() -> N
         "done": True,
         "done_reason": "stop",
     }
-    out = completion(answer, completion_id="c", created=0, model="m")
+    out = completion([answer], request(), completion_id="c", created=0)
     choice = out["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] is None
@@ -343,7 +347,7 @@ def events(data: bytes) -> list[Any]:
 
 
 def test_stream_sequence_with_usage() -> None:
-    s = ChatStream("chatcmpl-1", 9, "m", include_usage=True)
+    s = ChatStream("chatcmpl-1", 9, request(stream_options={"include_usage": True}))
     first = events(s.start())[0]
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert first["usage"] is None
@@ -376,7 +380,7 @@ def test_stream_sequence_with_usage() -> None:
 
 
 def test_stream_tool_calls_get_running_indexes_and_finish_as_tool_calls() -> None:
-    s = ChatStream("c", 0, "m", include_usage=False)
+    s = ChatStream("c", 0, request())
     call = {"function": {"index": 0, "name": "f", "arguments": {"x": 1}}}
     one = events(s.feed({"message": {"role": "assistant", "content": "", "tool_calls": [call]}}))
     two = events(
@@ -399,19 +403,19 @@ def test_stream_tool_calls_get_running_indexes_and_finish_as_tool_calls() -> Non
 
 
 def test_stream_thinking_goes_to_reasoning_content() -> None:
-    s = ChatStream("c", 0, "m", include_usage=False)
+    s = ChatStream("c", 0, request())
     out = events(s.feed({"message": {"role": "assistant", "content": "", "thinking": "hm"}}))
     assert out[0]["choices"][0]["delta"] == {"reasoning_content": "hm"}
 
 
 def test_stream_error_line_raises() -> None:
-    s = ChatStream("c", 0, "m", include_usage=False)
+    s = ChatStream("c", 0, request())
     with pytest.raises(Exception, match="out of memory"):
         s.feed({"error": "out of memory"})
 
 
 def test_stream_metrics_only_done_chunk_emits_just_the_finish() -> None:
-    s = ChatStream("c", 0, "m", include_usage=False)
+    s = ChatStream("c", 0, request())
     out = events(s.feed({"message": {"role": "assistant", "content": ""}, "done": True}))
     assert len(out) == 2
     assert out[0]["choices"][0]["finish_reason"] == "stop"

@@ -7,14 +7,15 @@ into the OpenAI answer (whole, or SSE events).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from ..errors import InvalidRequest, from_ollama
-from . import common
+from . import common, tools
 from .common import invalid_type, new_id
+from .tools import ToolPlan
 
 # Fields OpenAI accepts that have no Ollama counterpart and change nothing a local model can do.
 IGNORED_FIELDS = frozenset(
@@ -42,6 +43,19 @@ _ROLES = {
 }
 
 
+MAX_CHOICES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteImage:
+    """An ``http(s)`` image to fetch before the request goes to Ollama."""
+
+    message: int  # index in the Ollama messages
+    slot: int  # index in that message's images
+    url: str
+    param: str
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """A validated chat request: what to send to Ollama, and how to answer the client."""
@@ -50,13 +64,23 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     payload: dict[str, Any]
+    n: int = 1
+    tools: ToolPlan = field(default_factory=lambda: ToolPlan(tools=[]))
+    remote_images: tuple[RemoteImage, ...] = ()
+
+    def payload_for(self, index: int) -> dict[str, Any]:
+        """The request for choice ``index``: with a seed, choice i uses ``seed + i``."""
+        seed = self.payload.get("options", {}).get("seed")
+        if index == 0 or seed is None:
+            return self.payload
+        return {**self.payload, "options": {**self.payload["options"], "seed": seed + index}}
 
 
 # --------------------------------------------------------------------------------------------
 # Request: OpenAI → Ollama
 
 
-def parse_request(body: Any) -> ChatRequest:
+def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
     body = common.require_object(body)
     model = common.require_str(body, "model")
     messages = body.get("messages")
@@ -83,27 +107,27 @@ def parse_request(body: Any) -> ChatRequest:
             common.optional_bool(stream_options, "include_usage", "stream_options.include_usage")
         )
 
-    n = common.optional_int(body, "n", 1)
-    if n is not None and n != 1:
+    n = common.optional_int(body, "n", 1) or 1
+    if n > MAX_CHOICES:
         raise InvalidRequest(
-            "Only n=1 is supported: Ollama returns one choice per request.",
+            f"Invalid value for 'n': at most {MAX_CHOICES} choices per request "
+            "(each one is a separate generation).",
             param="n",
-            code="unsupported_value",
+            code="invalid_value",
         )
     _refuse_audio(body)
 
-    payload: dict[str, Any] = {
-        "model": model,
-        "messages": convert_messages(messages),
-        "stream": stream,
-    }
-    tools = _tools(body)
-    if tools:
-        payload["tools"] = tools
+    converted, remote = convert_messages(messages, allow_image_urls)
+    tool_plan = tools.plan(body)
+    if tool_plan.instruction:
+        converted.append({"role": "system", "content": tool_plan.instruction})
+    payload: dict[str, Any] = {"model": model, "messages": converted, "stream": stream}
+    if tool_plan.tools:
+        payload["tools"] = tool_plan.tools
     options = common.build_options(body)
     if options:
         payload["options"] = options
-    fmt = common.response_format_to_format(body)
+    fmt = tool_plan.format or common.response_format_to_format(body)
     if fmt is not None:
         payload["format"] = fmt
     think = common.reasoning_to_think(body)
@@ -125,7 +149,15 @@ def parse_request(body: Any) -> ChatRequest:
             payload["top_logprobs"] = top
     elif body.get("top_logprobs") is not None:
         raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
-    return ChatRequest(model=model, stream=stream, include_usage=include_usage, payload=payload)
+    return ChatRequest(
+        model=model,
+        stream=stream,
+        include_usage=include_usage,
+        payload=payload,
+        n=n,
+        tools=tool_plan,
+        remote_images=tuple(remote),
+    )
 
 
 def _refuse_audio(body: dict[str, Any]) -> None:
@@ -145,66 +177,12 @@ def _refuse_audio(body: dict[str, Any]) -> None:
         )
 
 
-def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """``tools`` (or the legacy ``functions``) → Ollama tools, honouring ``tool_choice: none``."""
-    raw = body.get("tools")
-    param = "tools"
-    legacy = False
-    if raw is None and body.get("functions") is not None:
-        raw, param, legacy = body["functions"], "functions", True
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise invalid_type(param, "an array", raw)
-    tools = []
-    for i, tool in enumerate(raw):
-        where = f"{param}[{i}]"
-        if not isinstance(tool, dict):
-            raise invalid_type(where, "an object", tool)
-        if legacy:
-            fn = tool
-        else:
-            kind = tool.get("type", "function")
-            if kind != "function":
-                raise InvalidRequest(
-                    f"Unsupported tool type {kind!r} in '{where}.type': only 'function' tools "
-                    "can be run by a local model.",
-                    param=f"{where}.type",
-                    code="unsupported_value",
-                )
-            fn = tool.get("function")
-            where += ".function"
-            if not isinstance(fn, dict):
-                raise invalid_type(where, "an object", fn)
-        common.require_str(fn, "name", f"{where}.name")
-        out: dict[str, Any] = {"name": fn["name"]}
-        description = fn.get("description")
-        if description is not None:
-            if not isinstance(description, str):
-                raise invalid_type(f"{where}.description", "a string", description)
-            out["description"] = description
-        params = fn.get("parameters")
-        if params is not None:
-            if not isinstance(params, dict):
-                raise invalid_type(f"{where}.parameters", "an object", params)
-            out["parameters"] = params
-        tools.append({"type": "function", "function": out})
-
-    choice = body.get("tool_choice") if not legacy else body.get("function_call")
-    choice_param = "function_call" if legacy else "tool_choice"
-    if choice is None or choice == "auto":
-        return tools
-    if choice == "none":
-        return []
-    raise InvalidRequest(
-        f"'{choice_param}' {choice!r} is not supported yet; use 'auto' or 'none'.",
-        param=choice_param,
-        code="unsupported_value",
-    )
-
-
-def convert_messages(messages: list[Any]) -> list[dict[str, Any]]:
+def convert_messages(
+    messages: list[Any], allow_image_urls: bool = False
+) -> tuple[list[dict[str, Any]], list[RemoteImage]]:
+    """OpenAI messages → Ollama messages, plus the remote images still to be fetched."""
     out: list[dict[str, Any]] = []
+    remote: list[RemoteImage] = []
     call_names: dict[str, str] = {}
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
@@ -222,7 +200,19 @@ def convert_messages(messages: list[Any]) -> list[dict[str, Any]]:
         content, images = _content(message.get("content"), where, role)
         converted: dict[str, Any] = {"role": mapped, "content": content}
         if images:
-            converted["images"] = images
+            converted["images"] = []
+            for slot, (data, url, param) in enumerate(images):
+                if url is not None:
+                    if not allow_image_urls:
+                        raise InvalidRequest(
+                            f"Image URLs are not fetched by this server ('{param}'). Send the "
+                            "image inline as a data: URL ('data:image/png;base64,...'), or ask "
+                            "the operator to start oai2ollama with --allow-image-urls.",
+                            param=param,
+                            code="image_url_not_allowed",
+                        )
+                    remote.append(RemoteImage(len(out), slot, url, param))
+                converted["images"].append(data)
         if mapped == "assistant":
             thinking = message.get("reasoning_content", message.get("reasoning"))
             if isinstance(thinking, str) and thinking:
@@ -233,10 +223,14 @@ def convert_messages(messages: list[Any]) -> list[dict[str, Any]]:
         elif mapped == "tool":
             _tool_result(message, where, role, call_names, converted)
         out.append(converted)
-    return out
+    return out, remote
 
 
-def _content(content: Any, where: str, role: str) -> tuple[str, list[str]]:
+# An image part: its base64 data, or the URL it must be fetched from, and its param path.
+Image = tuple[str, str | None, str]
+
+
+def _content(content: Any, where: str, role: str) -> tuple[str, list[Image]]:
     if isinstance(content, str):
         return content, []
     if content is None:
@@ -250,7 +244,7 @@ def _content(content: Any, where: str, role: str) -> tuple[str, list[str]]:
     if not isinstance(content, list):
         raise invalid_type(f"{where}.content", "a string or an array of content parts", content)
     texts: list[str] = []
-    images: list[str] = []
+    images: list[Image] = []
     for j, part in enumerate(content):
         here = f"{where}.content[{j}]"
         if isinstance(part, str):
@@ -266,19 +260,19 @@ def _content(content: Any, where: str, role: str) -> tuple[str, list[str]]:
                 raise invalid_type(f"{here}.{key}", "a string", text)
             texts.append(text)
         elif kind == "image_url":
-            images.append(image_payload(part.get("image_url"), f"{here}.image_url"))
+            images.append(image_source(part.get("image_url"), f"{here}.image_url"))
         else:
             raise InvalidRequest(
                 f"Unsupported content part type {kind!r} in '{here}': Ollama accepts text and "
-                "images (image_url with a data: URL).",
+                "images (image_url).",
                 param=here,
                 code="unsupported_value",
             )
     return "\n".join(texts), images
 
 
-def image_payload(image: Any, param: str) -> str:
-    """An OpenAI ``image_url`` (object or bare string) → the plain base64 that Ollama wants."""
+def image_source(image: Any, param: str) -> Image:
+    """An OpenAI ``image_url`` (object or bare string) → base64 data, or a URL to fetch."""
     url = image.get("url") if isinstance(image, dict) else image
     param = f"{param}.url" if isinstance(image, dict) else param
     if not isinstance(url, str):
@@ -291,16 +285,11 @@ def image_payload(image: Any, param: str) -> str:
                 param=param,
                 code="invalid_image_url",
             )
-        return data
+        return data, None, param
     if url.startswith(("http://", "https://")):
-        raise InvalidRequest(
-            f"Image URLs are not fetched by this server ('{param}'). Send the image inline as a "
-            "data: URL ('data:image/png;base64,...').",
-            param=param,
-            code="image_url_not_allowed",
-        )
+        return "", url, param
     raise InvalidRequest(
-        f"Invalid image URL in '{param}': expected a data: URL.",
+        f"Invalid image URL in '{param}': expected a data: URL or an http(s) URL.",
         param=param,
         code="invalid_image_url",
     )
@@ -399,47 +388,34 @@ def _tool_result(
 # Answer: Ollama → OpenAI
 
 
-def finish_reason(done_reason: Any, tool_calls: bool) -> str:
+def finish_reason(done_reason: Any, calls: bool, legacy: bool = False) -> str:
     if done_reason == "length":
         return "length"
-    return "tool_calls" if tool_calls else "stop"
+    if calls:
+        return "function_call" if legacy else "tool_calls"
+    return "stop"
 
 
-def tool_calls_out(calls: Any, start: int = 0) -> list[dict[str, Any]]:
-    """Ollama tool calls → OpenAI ones: an id on each, a type, arguments as a JSON string.
-
-    ``index`` counts over the whole answer: Ollama's own ``function.index`` may repeat or be
-    missing when calls arrive together at the end of a stream.
-    """
-    out = []
-    if not isinstance(calls, list):
-        return out
-    for call in calls:
-        fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict):
-            continue
-        arguments = fn.get("arguments")
-        if not isinstance(arguments, str):
-            arguments = orjson.dumps(arguments if arguments is not None else {}).decode()
-        call_id = call.get("id")
-        out.append(
-            {
-                "index": start + len(out),
-                "id": call_id if isinstance(call_id, str) and call_id else new_id("call_"),
-                "type": "function",
-                "function": {"name": fn.get("name") or "", "arguments": arguments},
-            }
-        )
-    return out
-
-
-def completion(answer: dict[str, Any], *, completion_id: str, created: int, model: str) -> dict:
-    """A whole Ollama chat answer (``stream: false``) → an OpenAI ``chat.completion``."""
-    if "error" in answer:
-        raise from_ollama(500, str(answer["error"]), model)
-    message = answer.get("message") or {}
+def _answer_calls(message: dict[str, Any], plan: ToolPlan) -> tuple[str, list[dict[str, Any]]]:
+    """The answer's text and OpenAI tool calls, with a forced call read out of the text."""
     content = message.get("content") or ""
-    calls = tool_calls_out(message.get("tool_calls"))
+    calls = message.get("tool_calls")
+    if plan.forced is not None and not calls and content:
+        parsed = plan.forced.parse(content)
+        if parsed is not None:
+            content, calls = "", parsed
+    out = tools.calls_out(calls)
+    if plan.single:
+        out = out[:1]
+    return content, out
+
+
+def choice(answer: dict[str, Any], index: int, plan: ToolPlan) -> dict[str, Any]:
+    """One whole Ollama chat answer (``stream: false``) → one OpenAI choice."""
+    if "error" in answer:
+        raise from_ollama(500, str(answer["error"]))
+    message = answer.get("message") or {}
+    content, calls = _answer_calls(message, plan)
     out_message: dict[str, Any] = {
         "role": "assistant",
         "content": content if content or not calls else None,
@@ -448,58 +424,91 @@ def completion(answer: dict[str, Any], *, completion_id: str, created: int, mode
     thinking = message.get("thinking")
     if thinking:
         out_message["reasoning_content"] = thinking
-    if calls:
-        for call in calls:
-            del call["index"]
+    for call in calls:
+        del call["index"]
+    if calls and plan.legacy:
+        out_message["function_call"] = calls[0]["function"]
+    elif calls:
         out_message["tool_calls"] = calls
     logprobs = answer.get("logprobs")
+    return {
+        "index": index,
+        "message": out_message,
+        "logprobs": {"content": logprobs} if logprobs else None,
+        "finish_reason": finish_reason(answer.get("done_reason"), bool(calls), plan.legacy),
+    }
+
+
+def completion(
+    answers: list[dict[str, Any]], request: ChatRequest, *, completion_id: str, created: int
+) -> dict[str, Any]:
+    """Ollama's answers (one per choice) → an OpenAI ``chat.completion``."""
+    choices = [choice(answer, i, request.tools) for i, answer in enumerate(answers)]
+    prompt = sum(a.get("prompt_eval_count") or 0 for a in answers[:1])
+    generated = sum(a.get("eval_count") or 0 for a in answers)
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": out_message,
-                "logprobs": {"content": logprobs} if logprobs else None,
-                "finish_reason": finish_reason(answer.get("done_reason"), bool(calls)),
-            }
-        ],
-        "usage": common.usage_from(answer),
+        "model": request.model,
+        "choices": choices,
+        "usage": common.usage(prompt, generated),
     }
 
 
 class ChatStream:
     """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events.
 
-    The parts every event shares (id, created, model) are serialised once; each chunk then costs
-    one small ``orjson.dumps`` of its delta.
+    One instance per choice. The parts every event shares (id, created, model, index) are
+    serialised once; each chunk then costs one small ``orjson.dumps`` of its delta. With a
+    single choice the instance also writes the stream's end (usage and ``[DONE]``).
     """
 
-    __slots__ = ("_calls", "_head", "_include_usage", "_tail", "done")
+    __slots__ = (
+        "_buffer",
+        "_calls",
+        "_head",
+        "_open",
+        "_plan",
+        "_solo",
+        "_tail",
+        "done",
+        "include_usage",
+        "usage",
+    )
 
-    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
+    def __init__(
+        self,
+        completion_id: str,
+        created: int,
+        request: ChatRequest,
+        index: int = 0,
+    ) -> None:
         head = orjson.dumps(
             {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
-                "model": model,
+                "model": request.model,
             }
         )
         self._head = b"data: " + head[:-1] + b',"choices":'
-        self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
-        self._include_usage = include_usage
+        self._open = b'[{"index":' + str(index).encode() + b',"delta":'
+        self.include_usage = request.include_usage
+        self._tail = b',"usage":null}\n\n' if self.include_usage else b"}\n\n"
+        self._plan = request.tools
+        self._solo = request.n == 1
         self._calls = 0
+        self._buffer = "" if request.tools.forced else None
         self.done = False
+        self.usage: dict[str, int] = common.usage(0, 0)
 
     def _event(self, delta: bytes, finish: str | None = None, logprobs: Any = None) -> bytes:
         lp = b"null" if logprobs is None else orjson.dumps({"content": logprobs})
         fr = b"null" if finish is None else b'"' + finish.encode() + b'"'
         return (
             self._head
-            + b'[{"index":0,"delta":'
+            + self._open
             + delta
             + b',"logprobs":'
             + lp
@@ -511,6 +520,13 @@ class ChatStream:
 
     def start(self) -> bytes:
         return self._event(b'{"role":"assistant","content":""}')
+
+    def end(self, usage: dict[str, int]) -> bytes:
+        """The close of the whole stream: the usage chunk if asked for, then ``[DONE]``."""
+        out = b"data: [DONE]\n\n"
+        if self.include_usage:
+            out = self._head + b'[],"usage":' + orjson.dumps(usage) + b"}\n\n" + out
+        return out
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
         """One Ollama line → zero or more SSE events (as bytes); the last line also finishes."""
@@ -526,23 +542,64 @@ class ChatStream:
                 delta["reasoning_content"] = thinking
             content = message.get("content")
             if content:
-                delta["content"] = content
+                if self._buffer is None:
+                    delta["content"] = content
+                elif self._plan.forced and self._plan.forced.name and not message.get("tool_calls"):
+                    self._forced_fragment(delta, content)
+                else:
+                    self._buffer += content
             calls = message.get("tool_calls")
             if calls:
-                converted = tool_calls_out(calls, self._calls)
-                self._calls += len(converted)
-                if converted:
-                    delta["tool_calls"] = converted
+                self._add_calls(delta, calls)
             if delta or logprobs:
                 out = self._event(orjson.dumps(delta), logprobs=logprobs)
         elif logprobs:
             out = self._event(b"{}", logprobs=logprobs)
         if chunk.get("done"):
-            self.done = True
-            out += self._event(b"{}", finish_reason(chunk.get("done_reason"), self._calls > 0))
-            if self._include_usage:
-                out += (
-                    self._head + b'[],"usage":' + orjson.dumps(common.usage_from(chunk)) + b"}\n\n"
-                )
-            out += b"data: [DONE]\n\n"
+            out += self._finish(chunk)
+        return out
+
+    def _forced_fragment(self, delta: dict[str, Any], content: str) -> None:
+        """A named forced call: the constrained text *is* the arguments, so stream it as such."""
+        assert self._plan.forced is not None
+        if self._calls == 0:
+            self._calls = 1
+            call = {"name": self._plan.forced.name, "arguments": content}
+            self._put_calls(
+                delta, [{"index": 0, "id": new_id("call_"), "type": "function", "function": call}]
+            )
+        else:
+            self._put_calls(delta, [{"index": 0, "function": {"arguments": content}}])
+
+    def _add_calls(self, delta: dict[str, Any], calls: Any) -> None:
+        converted = tools.calls_out(calls, self._calls)
+        if self._plan.single:
+            converted = converted[: max(0, 1 - self._calls)]
+        self._calls += len(converted)
+        if converted:
+            self._put_calls(delta, converted)
+
+    def _put_calls(self, delta: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+        if self._plan.legacy:
+            delta["function_call"] = calls[0]["function"]
+        else:
+            delta["tool_calls"] = calls
+
+    def _finish(self, chunk: dict[str, Any]) -> bytes:
+        out = b""
+        if self._buffer:
+            # A `required` call, buffered because its name comes inside the JSON.
+            parsed = self._plan.forced.parse(self._buffer) if self._plan.forced else None
+            delta: dict[str, Any] = {}
+            if parsed is None:
+                delta["content"] = self._buffer
+            else:
+                self._add_calls(delta, parsed)
+            out = self._event(orjson.dumps(delta))
+        self.done = True
+        self.usage = common.usage_from(chunk)
+        reason = finish_reason(chunk.get("done_reason"), self._calls > 0, self._plan.legacy)
+        out += self._event(b"{}", reason)
+        if self._solo:
+            out += self.end(self.usage)
         return out
