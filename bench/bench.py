@@ -124,9 +124,23 @@ async def wait_ready(url: str, limit: float = 10) -> float:
     raise SystemExit(f"{url} did not come up")
 
 
-def pair(fake: str, shim: str, stream: bool) -> tuple[Target, Target]:
-    native = {"model": "bench", "messages": MESSAGES, "stream": stream}
-    openai = {"model": "bench", "messages": MESSAGES, "stream": stream}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+def pair(fake: str, shim: str, stream: bool, tools: bool = False) -> tuple[Target, Target]:
+    native: dict[str, Any] = {"model": "bench", "messages": MESSAGES, "stream": stream}
+    openai: dict[str, Any] = {"model": "bench", "messages": MESSAGES, "stream": stream}
+    if tools:
+        native["tools"] = openai["tools"] = TOOLS
     return (
         Target("direct", f"{fake}/api/chat", orjson.dumps(native)),
         Target("shim", f"{shim}/v1/chat/completions", orjson.dumps(openai)),
@@ -173,14 +187,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 direct, via = pair(fake_url, shim_url, stream=False)
                 await scenario(direct, via, count, concurrency, args.rounds, stream=False)
                 results[f"chat_c{concurrency}"] = summarise(direct, via)
-            direct, via = pair(fake_url, shim_url, stream=True)
-            await scenario(direct, via, args.requests // 2, 1, args.rounds, stream=True)
-            summary = summarise(direct, via)
-            summary["ttfb_added_ms"] = (
-                statistics.median(via.ttfb) - statistics.median(direct.ttfb)
-            ) * 1000
-            summary["per_chunk_added_us"] = summary["added_p50_ms"] * 1000 / (args.tokens + 1)
-            results["chat_stream_c1"] = summary
+            for key, tools in (("chat_stream_c1", False), ("chat_stream_tools_c1", True)):
+                direct, via = pair(fake_url, shim_url, stream=True, tools=tools)
+                await scenario(direct, via, args.requests // 2, 1, args.rounds, stream=True)
+                summary = summarise(direct, via)
+                summary["ttfb_added_ms"] = (
+                    statistics.median(via.ttfb) - statistics.median(direct.ttfb)
+                ) * 1000
+                summary["per_chunk_added_us"] = summary["added_p50_ms"] * 1000 / (args.tokens + 1)
+                results[key] = summary
             results["rss_peak_mib"] = rss_kib(shim.pid, "VmHWM") / 1024
         finally:
             shim.terminate()
@@ -209,26 +224,31 @@ def summarise(direct: Target, shim: Target) -> dict[str, Any]:
     }
 
 
+SCENARIOS = ("chat_c1", "chat_c64", "chat_stream_c1", "chat_stream_tools_c1")
+
+
 def report(results: dict[str, Any]) -> str:
     lines = [
         f"oai2ollama bench — {results['cpus']} CPUs, {results['tokens']} tokens per answer",
         "",
-        f"{'scenario':<18}{'direct p50':>11}{'shim p50':>10}{'added p50':>11}{'added p99':>11}"
+        f"{'scenario':<22}{'direct p50':>11}{'shim p50':>10}{'added p50':>11}{'added p99':>11}"
         f"{'direct rps':>12}{'shim rps':>10}{'ratio':>7}",
     ]
-    for key in ("chat_c1", "chat_c64", "chat_stream_c1"):
+    for key in SCENARIOS:
         r = results[key]
         lines.append(
-            f"{key:<18}{r['direct_p50_ms']:>9.3f}ms{r['shim_p50_ms']:>8.3f}ms"
+            f"{key:<22}{r['direct_p50_ms']:>9.3f}ms{r['shim_p50_ms']:>8.3f}ms"
             f"{r['added_p50_ms']:>9.3f}ms{r['added_p99_ms']:>9.3f}ms"
             f"{r['direct_rps']:>12.0f}{r['shim_rps']:>10.0f}{r['throughput_ratio']:>7.2f}"
         )
     stream = results["chat_stream_c1"]
-    errors = sum(results[k]["errors"] for k in ("chat_c1", "chat_c64", "chat_stream_c1"))
+    errors = sum(results[k]["errors"] for k in SCENARIOS)
+    tools = results["chat_stream_tools_c1"]
     lines += [
         "",
         f"streaming: added time to first byte {stream['ttfb_added_ms']:.3f} ms, "
-        f"added per chunk {stream['per_chunk_added_us']:.1f} µs",
+        f"added per chunk {stream['per_chunk_added_us']:.1f} µs "
+        f"(with tool calls: {tools['per_chunk_added_us']:.1f} µs)",
         f"shim RSS: idle {results['rss_idle_mib']:.1f} MiB, peak {results['rss_peak_mib']:.1f} MiB;"
         f" start to ready {results['start_to_ready_s']:.3f} s; errors {errors}",
     ]

@@ -46,8 +46,30 @@ def build(tokens: int, model: str = "bench") -> tuple[bytes, list[bytes]]:
     return orjson.dumps(whole), lines
 
 
+def with_tool_calls(lines: list[bytes], model: str = "bench") -> list[bytes]:
+    """The same stream, where every eighth chunk is a whole tool call instead of text."""
+    call = {
+        "model": model,
+        "created_at": CREATED,
+        "message": {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "call_ab12cd34",
+                    "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}},
+                }
+            ],
+        },
+        "done": False,
+    }
+    encoded = orjson.dumps(call) + b"\n"
+    return [encoded if i % 8 == 7 else line for i, line in enumerate(lines[:-1])] + lines[-1:]
+
+
 def make_app(tokens: int, chunk_delay: float, dims: int) -> web.Application:
     whole, lines = build(tokens)
+    tool_lines = with_tool_calls(lines)
     tags = orjson.dumps(
         {"models": [{"name": "bench:latest", "model": "bench:latest", "modified_at": CREATED}]}
     )
@@ -60,7 +82,7 @@ def make_app(tokens: int, chunk_delay: float, dims: int) -> web.Application:
             return web.Response(body=whole, content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
-        for line in lines:
+        for line in tool_lines if body.get("tools") else lines:
             if chunk_delay:
                 await asyncio.sleep(chunk_delay)
             await response.write(line)

@@ -314,3 +314,25 @@ def test_routes_without_v1_prefix(base_url: str) -> None:
     bare = openai.OpenAI(base_url=base_url.removesuffix("/v1"), api_key="x", max_retries=0)
     assert bare.chat.completions.create(model="llama3.2", messages=MESSAGES).choices
     assert bare.models.list().data
+
+
+def test_logprobs_in_a_stream(client: openai.OpenAI, ollama: FakeOllama) -> None:
+    ollama.queue(Reply(content="Hi there", logprobs=True))
+    stream = client.chat.completions.create(
+        model="llama3.2", messages=MESSAGES, logprobs=True, stream=True
+    )
+    tokens = [
+        t.token
+        for chunk in stream
+        if chunk.choices and chunk.choices[0].logprobs
+        for t in chunk.choices[0].logprobs.content or []
+    ]
+    assert tokens == ["Hi", " there"]
+
+
+def test_top_logprobs_out_of_range(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="llama3.2", messages=MESSAGES, logprobs=True, top_logprobs=21
+        )
+    assert info.value.param == "top_logprobs"  # type: ignore[attr-defined]

@@ -467,11 +467,12 @@ class ChatStream:
     __slots__ = (
         "_buffer",
         "_calls",
+        "_close",
         "_head",
         "_open",
+        "_plain",
         "_plan",
         "_solo",
-        "_tail",
         "done",
         "include_usage",
         "usage",
@@ -493,9 +494,10 @@ class ChatStream:
             }
         )
         self._head = b"data: " + head[:-1] + b',"choices":'
-        self._open = b'[{"index":' + str(index).encode() + b',"delta":'
+        self._open = self._head + b'[{"index":' + str(index).encode() + b',"delta":'
         self.include_usage = request.include_usage
-        self._tail = b',"usage":null}\n\n' if self.include_usage else b"}\n\n"
+        self._close = b"}]" + (b',"usage":null}\n\n' if self.include_usage else b"}\n\n")
+        self._plain = b',"logprobs":null,"finish_reason":null' + self._close
         self._plan = request.tools
         self._solo = request.n == 1
         self._calls = 0
@@ -504,19 +506,11 @@ class ChatStream:
         self.usage: dict[str, int] = common.usage(0, 0)
 
     def _event(self, delta: bytes, finish: str | None = None, logprobs: Any = None) -> bytes:
+        if finish is None and logprobs is None:
+            return self._open + delta + self._plain  # the common case: one content delta
         lp = b"null" if logprobs is None else orjson.dumps({"content": logprobs})
         fr = b"null" if finish is None else b'"' + finish.encode() + b'"'
-        return (
-            self._head
-            + self._open
-            + delta
-            + b',"logprobs":'
-            + lp
-            + b',"finish_reason":'
-            + fr
-            + b"}]"
-            + self._tail
-        )
+        return self._open + delta + b',"logprobs":' + lp + b',"finish_reason":' + fr + self._close
 
     def start(self) -> bytes:
         return self._event(b'{"role":"assistant","content":""}')
