@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings, SettingsError, parse_ollama_url
+from .policy import ConfigError, ModelPolicy, load_config, policy_from
 from .server import bound_port, start
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -23,6 +24,7 @@ ENV_HELP = """environment:
   OAI2OLLAMA_PORT       same as --port
   OAI2OLLAMA_API_KEY    same as --api-key
   OAI2OLLAMA_LOG_LEVEL  same as --log-level
+  OAI2OLLAMA_CONFIG     same as --config
 Flags win over the environment.
 """
 
@@ -101,7 +103,81 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="time limit for fetching one image URL, in seconds (default 10)",
     )
+    add(
+        "--config",
+        help="TOML file with aliases and per-model defaults (default: $OAI2OLLAMA_CONFIG)",
+    )
+    add(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="answer NAME (a glob pattern such as 'gpt-4o*') with the local MODEL; repeatable, "
+        "and these come before the config file's",
+    )
+    add("--default-model", help="local model for names that are neither aliases nor local models")
+    add(
+        "--num-ctx",
+        type=_num_ctx,
+        help="context length for every model unless configured per model: a number of tokens, "
+        "or 'auto' for the model's trained length capped by --max-num-ctx",
+    )
+    add("--max-num-ctx", type=int, help="cap for --num-ctx auto (default 32768)")
+    add("--keep-alive", help="how long Ollama keeps a model loaded: '30m', '-1' (forever), …")
     return parser
+
+
+def _num_ctx(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of tokens or 'auto': {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
+def policy_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ModelPolicy:
+    """The config file (if any), with the flags on top."""
+    path = args.config or env.get("OAI2OLLAMA_CONFIG")
+    data = load_config(path) if path else {}
+    flags: dict[str, Any] = {}
+    if args.num_ctx is not None:
+        flags["num_ctx"] = args.num_ctx
+    if args.keep_alive is not None:
+        flags["keep_alive"] = _keep_alive(args.keep_alive)
+    defaults = (
+        {**data.get("defaults", {}), **flags}
+        if isinstance(data.get("defaults", {}), dict)
+        else data["defaults"]
+    )
+    aliases: dict[str, str] = {}
+    for item in args.alias:
+        name, sep, model = item.partition("=")
+        if not sep or not name.strip() or not model.strip():
+            raise ConfigError(f"--alias {item!r}: expected NAME=MODEL")
+        aliases[name.strip()] = model.strip()
+    file_aliases = data.get("aliases", {})
+    if isinstance(file_aliases, dict):
+        aliases.update({k: v for k, v in file_aliases.items() if k not in aliases})
+    else:
+        aliases = file_aliases
+    merged = {**data, "defaults": defaults, "aliases": aliases}
+    if args.default_model:
+        merged["default_model"] = args.default_model
+    if args.max_num_ctx is not None:
+        merged["max_num_ctx"] = args.max_num_ctx
+    return policy_from(merged, where=str(path) if path else "flags")
+
+
+def _keep_alive(text: str) -> str | int:
+    """Ollama takes seconds as a number and durations as strings."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _port(text: str) -> int:
@@ -154,7 +230,12 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         ollama_url = parse_ollama_url(pick(args.ollama_url, "OLLAMA_HOST"))
     except SettingsError as exc:
         raise SettingsError(f"{source}: {exc}") from None
+    try:
+        model_policy = policy_from_args(args, env)
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
     return Settings(
+        policy=model_policy,
         host=pick(args.host, "OAI2OLLAMA_HOST") or DEFAULT_HOST,
         port=DEFAULT_PORT if port is None else port,
         ollama_url=ollama_url,

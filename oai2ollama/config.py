@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from .policy import ModelPolicy
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11435
@@ -32,6 +34,8 @@ class Settings:
     allow_image_urls: bool = False
     image_max_bytes: int = 10 * 1024 * 1024
     image_timeout: float = 10.0
+    # Aliases and per-model defaults, from the config file and flags.
+    policy: ModelPolicy = field(default_factory=ModelPolicy, hash=False)
 
     @property
     def base_url(self) -> str:

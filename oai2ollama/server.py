@@ -10,13 +10,15 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from . import __version__
+from . import __version__, policy
+from .catalog import Catalog
 from .config import Settings
 from .errors import (
     APIError,
@@ -28,8 +30,8 @@ from .errors import (
     UpstreamError,
 )
 from .images import ImageFetcher
-from .translate import chat, common, models
-from .translate.common import new_id
+from .translate import chat, common, completions, embeddings, models
+from .translate.common import ChoiceStream, new_id
 from .upstream import Ollama
 
 log = logging.getLogger("oai2ollama")
@@ -37,6 +39,7 @@ log = logging.getLogger("oai2ollama")
 SETTINGS = web.AppKey("settings", Settings)
 OLLAMA = web.AppKey("ollama", Ollama)
 IMAGES = web.AppKey("images", ImageFetcher)
+CATALOG = web.AppKey("catalog", Catalog)
 
 # Paths that answer without the shim's API key: liveness and readiness probes.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -134,25 +137,74 @@ def auth_middleware(api_key: str) -> Callable[[web.Request, Handler], Awaitable[
 # Handlers
 
 
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """An OpenAI endpoint that generates text, and the Ollama endpoint behind it."""
+
+    path: str
+    id_prefix: str
+    stream: Callable[..., ChoiceStream]
+    complete: Callable[..., dict[str, Any]]
+
+
+CHAT = Surface("/api/chat", "chatcmpl-", chat.ChatStream, chat.completion)
+TEXT = Surface("/api/generate", "cmpl-", completions.CompletionStream, completions.completion)
+WARNING_HEADER = "X-Oai2ollama-Warning"
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     req = chat.parse_request(await read_json(request), allow_image_urls=settings.allow_image_urls)
     if req.remote_images:
         await request.app[IMAGES].fill(req)
+    return await generate(request, CHAT, req, req.text_chars)
+
+
+async def text_completions(request: web.Request) -> web.StreamResponse:
+    req = completions.parse_request(await read_json(request))
+    return await generate(request, TEXT, req, req.text_chars)
+
+
+async def generate(
+    request: web.Request, surface: Surface, req: Any, chars: int
+) -> web.StreamResponse:
+    """The shared flow of chat and text completions: one or n generations, whole or streamed."""
+    target = await request.app[CATALOG].prepare(req.payload, req.model)
+    headers = truncation_warning(req.payload, chars, target)
     ollama = request.app[OLLAMA]
-    completion_id, created = new_id("chatcmpl-"), int(time.time())
+    completion_id, created = new_id(surface.id_prefix), int(time.time())
     if not req.stream:
         answers = await gather_all(
-            ollama.post("/api/chat", req.payload_for(i), model=req.model) for i in range(req.n)
+            ollama.post(surface.path, req.payload_for(i), model=target) for i in range(req.choices)
         )
-        return json_response(
-            chat.completion(answers, req, completion_id=completion_id, created=created)
-        )
-    if req.n > 1:
-        return await stream_choices(request, req, completion_id, created)
-    translator = chat.ChatStream(completion_id, created, req)
-    async with ollama.stream("/api/chat", req.payload, model=req.model) as lines:
-        return await write_stream(request, translator.start(), translate(translator, lines))
+        answer = surface.complete(answers, req, completion_id=completion_id, created=created)
+        return json_response(answer, headers=headers)
+    translators = [surface.stream(completion_id, created, req, i) for i in range(req.choices)]
+    if req.choices > 1:
+        return await stream_choices(request, surface, req, target, translators, headers)
+    [translator] = translators
+    async with ollama.stream(surface.path, req.payload_for(0), model=target) as lines:
+        events = translate(translator, lines)
+        return await write_stream(request, translator.start(), events, headers)
+
+
+def truncation_warning(payload: dict[str, Any], chars: int, model: str) -> dict[str, str] | None:
+    num_ctx = (payload.get("options") or {}).get("num_ctx")
+    if not policy.likely_truncated(chars, num_ctx):
+        return None
+    log.warning("prompt of %d characters likely exceeds num_ctx=%s for %s", chars, num_ctx, model)
+    return {
+        WARNING_HEADER: f"prompt-truncated; num_ctx={num_ctx}; chars={chars}; "
+        "Ollama keeps the system prompt and the newest messages and drops the rest"
+    }
+
+
+async def embeddings_handler(request: web.Request) -> web.Response:
+    req = embeddings.parse_request(await read_json(request))
+    target = await request.app[CATALOG].prepare(req.payload, req.model)
+    headers = truncation_warning(req.payload, req.text_chars, target)
+    answer = await request.app[OLLAMA].post("/api/embed", req.payload, model=target)
+    return json_response(embeddings.response(answer, req), headers=headers)
 
 
 async def gather_all(coros: Iterable[Awaitable[Any]]) -> list[Any]:
@@ -165,9 +217,7 @@ async def gather_all(coros: Iterable[Awaitable[Any]]) -> list[Any]:
             task.cancel()
 
 
-async def translate(
-    translator: chat.ChatStream, lines: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[bytes]:
+async def translate(translator: Any, lines: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     async for line in lines:
         if not translator.done:
             events = translator.feed(line)
@@ -178,13 +228,17 @@ async def translate(
 
 
 async def write_stream(
-    request: web.Request, first: bytes, events: AsyncIterator[bytes]
+    request: web.Request,
+    first: bytes,
+    events: AsyncGenerator[bytes, None],
+    headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Write SSE events as they come; a failure ends the stream with an error event."""
-    response = web.StreamResponse(headers=SSE_HEADERS)
+    response = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
     await response.prepare(request)
     try:
-        await response.write(first)
+        if first:
+            await response.write(first)
         try:
             async for data in events:
                 await response.write(data)
@@ -196,47 +250,49 @@ async def write_stream(
         # The client went away; leaving here closes the upstream request, so Ollama stops.
         log.debug("client disconnected from %s", request.path)
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
     return response
 
 
 async def stream_choices(
-    request: web.Request, req: chat.ChatRequest, completion_id: str, created: int
+    request: web.Request,
+    surface: Surface,
+    req: Any,
+    target: str,
+    translators: list[Any],
+    headers: dict[str, str] | None,
 ) -> web.StreamResponse:
-    """``n > 1`` streamed: n upstream streams at once, their chunks interleaved by ``index``."""
+    """Several choices streamed: one upstream stream each, their chunks interleaved by index."""
     ollama = request.app[OLLAMA]
-    translators = [chat.ChatStream(completion_id, created, req, i) for i in range(req.n)]
-    queue: asyncio.Queue[tuple[int, bytes | BaseException | None]] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
 
     async def pump(i: int) -> None:
+        translator = translators[i]
         try:
-            async with ollama.stream("/api/chat", req.payload_for(i), model=req.model) as lines:
-                queue.put_nowait((i, translators[i].start()))
-                async for events in translate(translators[i], lines):
-                    queue.put_nowait((i, events))
-            queue.put_nowait((i, None))
+            async with ollama.stream(surface.path, req.payload_for(i), model=target) as lines:
+                queue.put_nowait(translator.start())
+                async for events in translate(translator, lines):
+                    queue.put_nowait(events)
+            queue.put_nowait(None)
         except Exception as exc:
-            queue.put_nowait((i, exc))
+            queue.put_nowait(exc)
 
-    tasks = [asyncio.ensure_future(pump(i)) for i in range(req.n)]
+    tasks = [asyncio.ensure_future(pump(i)) for i in range(len(translators))]
 
-    async def merged() -> AsyncIterator[bytes]:
+    async def merged() -> AsyncGenerator[bytes, None]:
         try:
-            open_choices = req.n
+            open_choices = len(translators)
             while open_choices:
-                _, item = await queue.get()
+                item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
                 if item is None:
                     open_choices -= 1
                 else:
                     yield item
-            usages = [t.usage for t in translators]
-            yield translators[0].end(
-                common.usage(
-                    usages[0]["prompt_tokens"], sum(u["completion_tokens"] for u in usages)
-                )
-            )
+            prompt = translators[0].usage["prompt_tokens"]
+            generated = sum(t.usage["completion_tokens"] for t in translators)
+            yield translators[0].end(common.usage(prompt, generated))
         finally:
             for task in tasks:
                 task.cancel()
@@ -245,21 +301,34 @@ async def stream_choices(
     try:
         # Wait for the first event before answering, so an early failure (an unknown model)
         # is still a plain HTTP error with its own status.
-        first = await events.__anext__()
+        first = await anext(events)
     except BaseException:
         await events.aclose()
         raise
-    return await write_stream(request, first, events)
+    return await write_stream(request, first, events, headers)
 
 
 async def list_models(request: web.Request) -> web.Response:
-    tags = await request.app[OLLAMA].get("/api/tags")
-    return json_response(models.model_list(tags))
+    catalog = request.app[CATALOG]
+    tags = await catalog.tags(fresh=True)
+    aliases = catalog.policy.listed_aliases()
+    return json_response(models.model_list(tags, aliases, catalog.cached_show))
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
-    tags = await request.app[OLLAMA].get("/api/tags")
-    return json_response(models.find_model(tags, request.match_info["model"]))
+    catalog = request.app[CATALOG]
+    model_id = request.match_info["model"]
+    tags = await catalog.tags(fresh=True)
+    target = model_id
+    if catalog.policy.alias(model_id) is not None or models.entry_for(tags, model_id) is None:
+        target = await catalog.route(model_id)
+    entry = models.entry_for(tags, target)
+    if entry is None:
+        raise models.not_found(model_id)
+    answer = models.model_object(entry, model_id, await catalog.show(target))
+    if target != model_id:
+        answer["alias_for"] = target
+    return json_response(answer)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -289,6 +358,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_size, middlewares=middlewares)
     app[SETTINGS] = settings
     app[OLLAMA] = Ollama(settings)
+    app[CATALOG] = Catalog(app[OLLAMA], settings.policy)
     app.cleanup_ctx.append(_ollama_lifetime)
     if settings.allow_image_urls:
         app[IMAGES] = ImageFetcher(settings)
@@ -299,6 +369,8 @@ def create_app(settings: Settings) -> web.Application:
     # Routes answer with and without the /v1 prefix: some clients are configured without it.
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
+        app.router.add_post(f"{prefix}/completions", text_completions)
+        app.router.add_post(f"{prefix}/embeddings", embeddings_handler)
         app.router.add_get(f"{prefix}/models", list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", retrieve_model)
     return app

@@ -79,6 +79,8 @@ class FakeOllama:
         self.replies: deque[Reply] = deque()
         self.requests: list[Recorded] = []
         self.version = "0.12.11"
+        self.embed_dimensions = True  # Ollama ≥ 0.11.11 honours `dimensions` itself
+        self.context_length = 131072
         self.disconnects = 0
         self.disconnected = threading.Event()
         self.url = ""
@@ -86,6 +88,7 @@ class FakeOllama:
     # ---- scripting -----------------------------------------------------------------------
     def reset(self) -> None:
         self.models = dict(_NAME)
+        self.embed_dimensions = True
         self.replies.clear()
         self.requests.clear()
         self.disconnects = 0
@@ -107,6 +110,9 @@ class FakeOllama:
         app.router.add_get("/api/version", self.version_handler)
         app.router.add_get("/api/tags", self.tags)
         app.router.add_post("/api/chat", self.chat)
+        app.router.add_post("/api/generate", self.generate)
+        app.router.add_post("/api/embed", self.embed)
+        app.router.add_post("/api/show", self.show)
         return app
 
     async def root(self, request: web.Request) -> web.Response:
@@ -159,9 +165,100 @@ class FakeOllama:
         caps = self.models.get(model) or self.models.get(f"{model}:latest")
         if caps is None:
             raise _error(404, f"model '{model}' not found")
-        if capability not in caps:
+        if capability != "any" and capability not in caps:
             raise _error(400, f'"{model}" does not support {capability}')
         return caps
+
+    async def show(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        name = body.get("model") or body.get("name")
+        if not name:
+            raise _error(400, "model is required")
+        caps = self.models.get(name) or self.models.get(f"{name}:latest")
+        if caps is None:
+            raise _error(404, f"model '{name}' not found")
+        return web.json_response(
+            {
+                "license": "MIT",
+                "modelfile": f"FROM {name}",
+                "parameters": 'stop                           "<|eot_id|>"',
+                "template": "{{ .Prompt }}",
+                "details": {"format": "gguf", "family": "llama", "parameter_size": "3.2B"},
+                "model_info": {
+                    "general.architecture": "llama",
+                    "general.parameter_count": 3212749888,
+                    "llama.context_length": self.context_length,
+                    "llama.embedding_length": 3072,
+                },
+                "tensors": [{"name": "token_embd.weight", "type": "Q6_K", "shape": [3072, 128256]}],
+                "capabilities": caps,
+                "modified_at": "2025-10-26T17:21:21.196249123Z",
+            }
+        )
+
+    async def embed(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        self._check_model(body, "any")  # Ollama embeds with generative models too
+        inputs = body.get("input")
+        if inputs in (None, ""):
+            return web.json_response({"model": body["model"], "embeddings": []})
+        items = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise _error(400, "invalid input type")
+        dims = body.get("dimensions")
+        vectors = []
+        for text in items:
+            vector = _vector(text, 768)
+            if self.embed_dimensions and isinstance(dims, int) and 0 < dims < len(vector):
+                vector = _normalise(vector[:dims])
+            vectors.append(vector)
+        answer: dict[str, Any] = {
+            "model": body["model"],
+            "embeddings": vectors,
+            "total_duration": 14143917,
+            "load_duration": 1019500,
+        }
+        tokens = sum(len(t.split()) for t in items)
+        if tokens:
+            answer["prompt_eval_count"] = tokens
+        return web.json_response(answer)
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        caps = self._check_model(body, "completion")
+        if body.get("suffix") and "insert" not in caps:
+            raise _error(400, f"registry.ollama.ai/library/{body['model']} does not support insert")
+        if body.get("raw") and (body.get("template") or body.get("system")):
+            raise _error(400, "raw mode does not support template, system, or context")
+        stop = (body.get("options") or {}).get("stop")
+        if stop is not None and not isinstance(stop, list):
+            raise _error(500, 'option "stop" must be of type array')
+        if not body.get("prompt"):
+            return web.json_response(
+                {
+                    "model": body["model"],
+                    "created_at": _now(),
+                    "response": "",
+                    "done": True,
+                    "done_reason": "load",
+                }
+            )
+        reply = self.replies.popleft() if self.replies else Reply()
+        try:
+            if reply.first_byte_delay:
+                await asyncio.sleep(reply.first_byte_delay)
+            if reply.status != 200:
+                return web.json_response({"error": reply.error}, status=reply.status)
+            chunks = [
+                _as_generate(c, bool(body.get("raw"))) for c in _chunks(body["model"], reply, False)
+            ]
+            if not body.get("stream", True):
+                return web.json_response(_merge_generate(chunks))
+            return await self._stream(request, reply, chunks)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.disconnects += 1
+            self.disconnected.set()
+            raise
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -310,6 +407,46 @@ def _chunks(model: str, reply: Reply, tools_requested: bool) -> list[dict[str, A
         done["eval_count"] = reply.eval_count
     chunks.append(done)
     return chunks
+
+
+def _vector(text: str, size: int) -> list[float]:
+    """A deterministic unit vector for ``text``."""
+    seed = sum(text.encode()) or 1
+    raw = [((seed * (i + 7)) % 97 - 48) / 48 for i in range(size)]
+    return _normalise(raw)
+
+
+def _normalise(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector]
+
+
+def _as_generate(chunk: dict[str, Any], raw: bool) -> dict[str, Any]:
+    """A chat chunk in ``/api/generate``'s shape: ``response`` instead of ``message``."""
+    message = chunk.pop("message")
+    out = {
+        "model": chunk.pop("model"),
+        "created_at": chunk.pop("created_at"),
+        "response": message.get("content", ""),
+    }
+    if message.get("thinking"):
+        out["thinking"] = message["thinking"]
+    out.update(chunk)
+    if out["done"] and not raw:
+        out["context"] = [128006, 882, 128007]
+    return out
+
+
+def _merge_generate(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    final = dict(chunks[-1])
+    final["response"] = "".join(c["response"] for c in chunks)
+    thinking = "".join(c.get("thinking", "") for c in chunks)
+    if thinking:
+        final["thinking"] = thinking
+    logprobs = [lp for c in chunks for lp in c.get("logprobs", [])]
+    if logprobs:
+        final["logprobs"] = logprobs
+    return final
 
 
 def _logprob(token: str) -> dict[str, Any]:

@@ -68,6 +68,14 @@ class ChatRequest:
     tools: ToolPlan = field(default_factory=lambda: ToolPlan(tools=[]))
     remote_images: tuple[RemoteImage, ...] = ()
 
+    @property
+    def choices(self) -> int:
+        return self.n
+
+    @property
+    def text_chars(self) -> int:
+        return sum(len(m["content"]) for m in self.payload["messages"])
+
     def payload_for(self, index: int) -> dict[str, Any]:
         """The request for choice ``index``: with a seed, choice i uses ``seed + i``."""
         seed = self.payload.get("options", {}).get("seed")
@@ -456,71 +464,30 @@ def completion(
     }
 
 
-class ChatStream:
-    """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events.
+class ChatStream(common.ChoiceStream):
+    """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events."""
 
-    One instance per choice. The parts every event shares (id, created, model, index) are
-    serialised once; each chunk then costs one small ``orjson.dumps`` of its delta. With a
-    single choice the instance also writes the stream's end (usage and ``[DONE]``).
-    """
-
-    __slots__ = (
-        "_buffer",
-        "_calls",
-        "_close",
-        "_head",
-        "_open",
-        "_plain",
-        "_plan",
-        "_solo",
-        "done",
-        "include_usage",
-        "usage",
-    )
+    __slots__ = ("_buffer", "_calls", "_plan")
 
     def __init__(
-        self,
-        completion_id: str,
-        created: int,
-        request: ChatRequest,
-        index: int = 0,
+        self, completion_id: str, created: int, request: ChatRequest, index: int = 0
     ) -> None:
-        head = orjson.dumps(
-            {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": request.model,
-            }
+        super().__init__(
+            completion_id=completion_id,
+            obj="chat.completion.chunk",
+            created=created,
+            model=request.model,
+            index=index,
+            key="delta",
+            include_usage=request.include_usage,
+            solo=request.n == 1,
         )
-        self._head = b"data: " + head[:-1] + b',"choices":'
-        self._open = self._head + b'[{"index":' + str(index).encode() + b',"delta":'
-        self.include_usage = request.include_usage
-        self._close = b"}]" + (b',"usage":null}\n\n' if self.include_usage else b"}\n\n")
-        self._plain = b',"logprobs":null,"finish_reason":null' + self._close
         self._plan = request.tools
-        self._solo = request.n == 1
         self._calls = 0
         self._buffer = "" if request.tools.forced else None
-        self.done = False
-        self.usage: dict[str, int] = common.usage(0, 0)
-
-    def _event(self, delta: bytes, finish: str | None = None, logprobs: Any = None) -> bytes:
-        if finish is None and logprobs is None:
-            return self._open + delta + self._plain  # the common case: one content delta
-        lp = b"null" if logprobs is None else orjson.dumps({"content": logprobs})
-        fr = b"null" if finish is None else b'"' + finish.encode() + b'"'
-        return self._open + delta + b',"logprobs":' + lp + b',"finish_reason":' + fr + self._close
 
     def start(self) -> bytes:
         return self._event(b'{"role":"assistant","content":""}')
-
-    def end(self, usage: dict[str, int]) -> bytes:
-        """The close of the whole stream: the usage chunk if asked for, then ``[DONE]``."""
-        out = b"data: [DONE]\n\n"
-        if self.include_usage:
-            out = self._head + b'[],"usage":' + orjson.dumps(usage) + b"}\n\n" + out
-        return out
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
         """One Ollama line → zero or more SSE events (as bytes); the last line also finishes."""
@@ -528,7 +495,8 @@ class ChatStream:
             raise from_ollama(500, str(chunk["error"]))
         out = b""
         message = chunk.get("message")
-        logprobs = chunk.get("logprobs") or None
+        logprobs = chunk.get("logprobs")
+        lp = orjson.dumps({"content": logprobs}) if logprobs else None
         if message:
             delta: dict[str, Any] = {}
             thinking = message.get("thinking")
@@ -545,10 +513,10 @@ class ChatStream:
             calls = message.get("tool_calls")
             if calls:
                 self._add_calls(delta, calls)
-            if delta or logprobs:
-                out = self._event(orjson.dumps(delta), logprobs=logprobs)
-        elif logprobs:
-            out = self._event(b"{}", logprobs=logprobs)
+            if delta or lp:
+                out = self._event(orjson.dumps(delta), logprobs=lp)
+        elif lp:
+            out = self._event(b"{}", logprobs=lp)
         if chunk.get("done"):
             out += self._finish(chunk)
         return out
@@ -559,9 +527,8 @@ class ChatStream:
         if self._calls == 0:
             self._calls = 1
             call = {"name": self._plan.forced.name, "arguments": content}
-            self._put_calls(
-                delta, [{"index": 0, "id": new_id("call_"), "type": "function", "function": call}]
-            )
+            first = {"index": 0, "id": new_id("call_"), "type": "function", "function": call}
+            self._put_calls(delta, [first])
         else:
             self._put_calls(delta, [{"index": 0, "function": {"arguments": content}}])
 
@@ -590,10 +557,5 @@ class ChatStream:
             else:
                 self._add_calls(delta, parsed)
             out = self._event(orjson.dumps(delta))
-        self.done = True
-        self.usage = common.usage_from(chunk)
         reason = finish_reason(chunk.get("done_reason"), self._calls > 0, self._plan.legacy)
-        out += self._event(b"{}", reason)
-        if self._solo:
-            out += self.end(self.usage)
-        return out
+        return out + self._finished(chunk, reason)

@@ -9,6 +9,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ..errors import InvalidRequest
 
 # Ollama's `options` and the JSON type each one must have. A wrong type makes Ollama answer
@@ -35,6 +37,11 @@ OPTION_TYPES: dict[str, str] = {
     "num_thread": "int",
     "draft_num_predict": "int",
 }
+
+# Options that shape the loaded model; changing one makes Ollama reload it.
+RUNNER_OPTIONS = frozenset(
+    {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict"}
+)
 
 # OpenAI sampling fields and their Ollama option, with OpenAI's documented ranges.
 _SAMPLING: tuple[tuple[str, str, float | None, float | None], ...] = (
@@ -326,3 +333,70 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 def usage_from(answer: Mapping[str, Any]) -> dict[str, int]:
     """Ollama omits zero counters (``omitempty``), so a missing one is 0."""
     return usage(answer.get("prompt_eval_count") or 0, answer.get("eval_count") or 0)
+
+
+class ChoiceStream:
+    """The SSE framing shared by streamed chat and text completions, for one choice.
+
+    The parts every event shares (id, object, created, model, index) are serialised once; an
+    event then costs one join of bytes around the choice's new value.
+    """
+
+    __slots__ = ("_close", "_head", "_open", "_plain", "_solo", "done", "include_usage", "usage")
+
+    def __init__(
+        self,
+        *,
+        completion_id: str,
+        obj: str,
+        created: int,
+        model: str,
+        index: int,
+        key: str,
+        include_usage: bool,
+        solo: bool,
+    ) -> None:
+        head = orjson.dumps(
+            {"id": completion_id, "object": obj, "created": created, "model": model}
+        )
+        self._head = b"data: " + head[:-1] + b',"choices":'
+        self._open = self._head + b'[{"index":%d,"%s":' % (index, key.encode())
+        self.include_usage = include_usage
+        self._close = b"}]" + (b',"usage":null}\n\n' if include_usage else b"}\n\n")
+        self._plain = b',"logprobs":null,"finish_reason":null' + self._close
+        self._solo = solo  # a single choice: this stream also writes the end
+        self.done = False
+        self.usage = usage(0, 0)
+
+    def _event(
+        self, value: bytes, finish: str | None = None, logprobs: bytes | None = None
+    ) -> bytes:
+        if finish is None and logprobs is None:
+            return self._open + value + self._plain  # the common case: one delta
+        fr = b"null" if finish is None else b'"' + finish.encode() + b'"'
+        return (
+            self._open
+            + value
+            + b',"logprobs":'
+            + (logprobs or b"null")
+            + b',"finish_reason":'
+            + fr
+            + self._close
+        )
+
+    def end(self, total: dict[str, int]) -> bytes:
+        """The close of the whole stream: the usage chunk if asked for, then ``[DONE]``."""
+        out = b"data: [DONE]\n\n"
+        if self.include_usage:
+            out = self._head + b'[],"usage":' + orjson.dumps(total) + b"}\n\n" + out
+        return out
+
+    def _finished(self, chunk: dict[str, Any], finish: str) -> bytes:
+        self.done = True
+        self.usage = usage_from(chunk)
+        out = self._event(self._empty, finish)
+        if self._solo:
+            out += self.end(self.usage)
+        return out
+
+    _empty = b"{}"
