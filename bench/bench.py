@@ -196,6 +196,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ) * 1000
                 summary["per_chunk_added_us"] = summary["added_p50_ms"] * 1000 / (args.tokens + 1)
                 results[key] = summary
+            texts = [f"sentence number {i} to embed" for i in range(16)]
+            direct = Target(
+                "direct",
+                f"{fake_url}/api/embed",
+                orjson.dumps({"model": "bench", "input": texts}),
+            )
+            via = Target(
+                "shim",
+                f"{shim_url}/v1/embeddings",
+                orjson.dumps({"model": "bench", "input": texts, "encoding_format": "base64"}),
+            )
+            await scenario(direct, via, args.requests // 2, 1, args.rounds, stream=False)
+            results["embed16_c1"] = summarise(direct, via)
             results["rss_peak_mib"] = rss_kib(shim.pid, "VmHWM") / 1024
         finally:
             shim.terminate()
@@ -224,7 +237,7 @@ def summarise(direct: Target, shim: Target) -> dict[str, Any]:
     }
 
 
-SCENARIOS = ("chat_c1", "chat_c64", "chat_stream_c1", "chat_stream_tools_c1")
+SCENARIOS = ("chat_c1", "chat_c64", "chat_stream_c1", "chat_stream_tools_c1", "embed16_c1")
 
 
 def report(results: dict[str, Any]) -> str:
