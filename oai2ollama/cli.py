@@ -127,18 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _num_ctx(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of tokens or 'auto': {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive: {value}")
-    return value
-
-
 def policy_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ModelPolicy:
     """The config file (if any), with the flags on top."""
     path = args.config or env.get("OAI2OLLAMA_CONFIG")
@@ -180,14 +168,27 @@ def _keep_alive(text: str) -> str | int:
         return text
 
 
-def _port(text: str) -> int:
+def _whole(text: str, what: str, lo: int, hi: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {value}")
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        bounds = f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise argparse.ArgumentTypeError(f"out of range ({bounds}): {value}")
     return value
+
+
+def _port(text: str) -> int:
+    return _whole(text, "a port number", 0, 65535)
+
+
+def _size(text: str) -> int:
+    return _whole(text, "a number of bytes", 1024)
+
+
+def _num_ctx(text: str) -> int | str:
+    return text if text == "auto" else _whole(text, "a number of tokens or 'auto'", 1)
 
 
 def _seconds(text: str) -> float:
@@ -197,16 +198,6 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"must be zero or more: {text!r}")
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
-    if value < 1024:
-        raise argparse.ArgumentTypeError(f"too small (at least 1024 bytes): {value}")
     return value
 
 

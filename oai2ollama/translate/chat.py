@@ -106,14 +106,7 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
         )
 
     stream = bool(common.optional_bool(body, "stream"))
-    include_usage = False
-    stream_options = body.get("stream_options")
-    if stream_options is not None:
-        if not isinstance(stream_options, dict):
-            raise invalid_type("stream_options", "an object", stream_options)
-        include_usage = bool(
-            common.optional_bool(stream_options, "include_usage", "stream_options.include_usage")
-        )
+    include_usage = common.include_usage(body)
 
     n = common.optional_int(body, "n", 1) or 1
     if n > MAX_CHOICES:
@@ -132,18 +125,7 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
     payload: dict[str, Any] = {"model": model, "messages": converted, "stream": stream}
     if tool_plan.tools:
         payload["tools"] = tool_plan.tools
-    options = common.build_options(body)
-    if options:
-        payload["options"] = options
-    fmt = tool_plan.format or common.response_format_to_format(body)
-    if fmt is not None:
-        payload["format"] = fmt
-    think = common.reasoning_to_think(body)
-    if think is not None:
-        payload["think"] = think
-    keep_alive = common.keep_alive(body)
-    if keep_alive is not None:
-        payload["keep_alive"] = keep_alive
+    common.add_ollama_fields(payload, body, fmt=tool_plan.format)
     if common.optional_bool(body, "logprobs"):
         payload["logprobs"] = True
         top = common.optional_int(body, "top_logprobs", 0)

@@ -322,6 +322,41 @@ def keep_alive(body: Mapping[str, Any]) -> str | int | float | None:
     raise invalid_type("keep_alive", "a duration string or a number of seconds", value)
 
 
+def include_usage(body: Mapping[str, Any]) -> bool:
+    """``stream_options.include_usage``: whether a stream ends with a usage chunk."""
+    stream_options = body.get("stream_options")
+    if stream_options is None:
+        return False
+    if not isinstance(stream_options, dict):
+        raise invalid_type("stream_options", "an object", stream_options)
+    return bool(optional_bool(stream_options, "include_usage", "stream_options.include_usage"))
+
+
+def add_ollama_fields(
+    payload: dict[str, Any],
+    body: Mapping[str, Any],
+    *,
+    generation: bool = True,
+    fmt: str | dict[str, Any] | None = None,
+) -> None:
+    """The fields every Ollama request may carry: ``options`` and ``keep_alive``, and for a
+    generation also ``format`` (``fmt`` if given, else from ``response_format``) and ``think``."""
+    options = build_options(body)
+    if options:
+        payload["options"] = options
+    alive = keep_alive(body)
+    if alive is not None:
+        payload["keep_alive"] = alive
+    if not generation:
+        return
+    fmt = fmt or response_format_to_format(body)
+    if fmt is not None:
+        payload["format"] = fmt
+    think = reasoning_to_think(body)
+    if think is not None:
+        payload["think"] = think
+
+
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     return {
         "prompt_tokens": prompt_tokens,

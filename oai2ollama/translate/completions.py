@@ -56,14 +56,7 @@ def parse_request(body: Any) -> CompletionRequest:
     model = common.require_str(body, "model")
     prompts = _prompts(body.get("prompt"))
     stream = bool(common.optional_bool(body, "stream"))
-    include_usage = False
-    stream_options = body.get("stream_options")
-    if stream_options is not None:
-        if not isinstance(stream_options, dict):
-            raise invalid_type("stream_options", "an object", stream_options)
-        include_usage = bool(
-            common.optional_bool(stream_options, "include_usage", "stream_options.include_usage")
-        )
+    include_usage = common.include_usage(body)
     n = common.optional_int(body, "n", 1) or 1
     if n > MAX_CHOICES or n * len(prompts) > MAX_TOTAL_CHOICES:
         raise InvalidRequest(
@@ -95,18 +88,7 @@ def parse_request(body: Any) -> CompletionRequest:
     raw = common.optional_bool(body, "raw")
     if raw is not None:
         payload["raw"] = raw
-    options = common.build_options(body)
-    if options:
-        payload["options"] = options
-    fmt = common.response_format_to_format(body)
-    if fmt is not None:
-        payload["format"] = fmt
-    think = common.reasoning_to_think(body)
-    if think is not None:
-        payload["think"] = think
-    keep_alive = common.keep_alive(body)
-    if keep_alive is not None:
-        payload["keep_alive"] = keep_alive
+    common.add_ollama_fields(payload, body)
     logprobs = common.optional_int(body, "logprobs", 0)
     if logprobs is not None:
         if logprobs > 5:

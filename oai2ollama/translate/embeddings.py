@@ -55,12 +55,7 @@ def parse_request(body: Any) -> EmbeddingRequest:
     truncate = common.optional_bool(body, "truncate")
     if truncate is not None:
         payload["truncate"] = truncate
-    options = common.build_options(body)
-    if options:
-        payload["options"] = options
-    keep_alive = common.keep_alive(body)
-    if keep_alive is not None:
-        payload["keep_alive"] = keep_alive
+    common.add_ollama_fields(payload, body, generation=False)
     return EmbeddingRequest(
         model=model,
         payload=payload,
