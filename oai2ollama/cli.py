@@ -5,24 +5,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings, SettingsError, parse_ollama_url
+from .errors import APIError
+from .logs import setup_logging
 from .policy import ConfigError, ModelPolicy, load_config, policy_from
-from .server import bound_port, start
+from .server import OLLAMA, bound_port, start
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENV_HELP = """environment:
   OLLAMA_HOST           Ollama's address, in any form Ollama accepts (default 127.0.0.1:11434)
   OAI2OLLAMA_HOST       same as --host
   OAI2OLLAMA_PORT       same as --port
-  OAI2OLLAMA_API_KEY    same as --api-key
+  OAI2OLLAMA_API_KEY    same as --api-key (several: comma-separated)
   OAI2OLLAMA_LOG_LEVEL  same as --log-level
   OAI2OLLAMA_CONFIG     same as --config
 Flags win over the environment.
@@ -41,23 +45,46 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add = parser.add_argument
-    add("--version", action="version", version=f"oai2ollama {__version__}")
-    add("--host", help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 exposes the shim)")
+    parser.add_argument("--version", action="version", version=f"oai2ollama {__version__}")
+
+    group = parser.add_argument_group("server")
+    add = group.add_argument
+    add("--host", help=f"address to listen on (default {DEFAULT_HOST}; see --api-key)")
+    add("--port", type=_port, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     add(
-        "--port", type=_port, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)"
+        "--max-body-size",
+        type=_size,
+        default=16 * 1024 * 1024,
+        help="largest request body in bytes; larger ones get 413 (default 16777216)",
     )
+    add(
+        "--max-concurrency",
+        type=_count,
+        default=0,
+        help="generation requests sent to Ollama at once; 0 = no limit (default)",
+    )
+    add(
+        "--max-queue",
+        type=_count,
+        default=64,
+        help="requests that may wait for a slot when "
+        "--max-concurrency is reached; beyond, 429 with Retry-After (default 64)",
+    )
+    add(
+        "--shutdown-grace",
+        type=_seconds,
+        default=10.0,
+        help="on SIGTERM/SIGINT, seconds that "
+        "requests in flight get to finish before open streams end with an error (default 10)",
+    )
+
+    group = parser.add_argument_group("Ollama")
+    add = group.add_argument
     add(
         "--ollama-url",
         help="Ollama's address: http://host:port, host:port or host "
         "(default: $OLLAMA_HOST, else http://127.0.0.1:11434)",
     )
-    add(
-        "--api-key",
-        help="require this key from clients as 'Authorization: Bearer <key>' "
-        "(default: $OAI2OLLAMA_API_KEY; none means any or no key is accepted)",
-    )
-    add("--log-level", type=str.lower, choices=LOG_LEVELS, help="log verbosity (default info)")
     add(
         "--connect-timeout",
         type=_seconds,
@@ -65,31 +92,92 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for a connection to Ollama (default 5; 0 = no limit)",
     )
     add(
-        "--read-timeout",
+        "--first-byte-timeout",
         type=_seconds,
         default=600.0,
-        help="longest silence from Ollama, in seconds, before a request fails with 504; covers "
-        "model loading (default 600; 0 = no limit)",
+        help="seconds Ollama may take to "
+        "start answering: loading the model and reading the prompt (default 600; 0 = no limit)",
+    )
+    add(
+        "--idle-timeout",
+        type=_seconds,
+        default=120.0,
+        help="longest silence between two chunks of a stream (default 120; 0 = no limit)",
     )
     add(
         "--request-timeout",
         type=_seconds,
         default=0.0,
-        help="limit on a whole upstream request in seconds (default 0 = no limit)",
+        help="limit on a whole upstream request (default 0 = no limit)",
     )
     add(
-        "--max-body-size",
-        type=_size,
-        default=16 * 1024 * 1024,
-        help="largest accepted request body in bytes (default 16777216)",
+        "--keepalive-interval",
+        type=_seconds,
+        default=5.0,
+        help="while Ollama is silent, send "
+        "an SSE comment this often so clients and proxies wait (default 5; 0 = off)",
     )
+
+    group = parser.add_argument_group("security")
+    add = group.add_argument
+    add(
+        "--api-key",
+        action="append",
+        default=[],
+        help="accept this key as 'Authorization: "
+        "Bearer <key>'; repeatable (also $OAI2OLLAMA_API_KEY, comma-separated); without any, "
+        "every request is accepted",
+    )
+    add("--api-key-file", help="file with one accepted key per line")
+    add(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen on a non-loopback address without an API key (refused otherwise)",
+    )
+    add(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="allow browser "
+        "pages from this origin (glob, e.g. 'chrome-extension://*'); repeatable; off by default",
+    )
+
+    group = parser.add_argument_group("models")
+    add = group.add_argument
+    add(
+        "--config",
+        help="TOML file with aliases and per-model defaults (default: $OAI2OLLAMA_CONFIG)",
+    )
+    add(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="answer NAME "
+        "(a glob pattern such as 'gpt-4o*') with the local MODEL; repeatable, and these come "
+        "before the config file's",
+    )
+    add("--default-model", help="local model for names that are neither aliases nor local models")
+    add(
+        "--num-ctx",
+        type=_num_ctx,
+        help="context length for every model unless configured per "
+        "model: a number of tokens, or 'auto' for the model's trained length capped by "
+        "--max-num-ctx",
+    )
+    add("--max-num-ctx", type=int, help="cap for --num-ctx auto (default 32768)")
+    add("--keep-alive", help="how long Ollama keeps a model loaded: '30m', '-1' (forever), …")
+
+    group = parser.add_argument_group("images")
+    add = group.add_argument
     add(
         "--allow-image-urls",
         action="store_true",
         default=None,
-        help="fetch http(s) image URLs for vision models (default off: clients must send data: "
-        "URLs); private, loopback and link-local addresses are never fetched "
-        "(env OAI2OLLAMA_ALLOW_IMAGE_URLS=1)",
+        help="fetch http(s) image URLs "
+        "for vision models (default off: clients must send data: URLs); private, loopback and "
+        "link-local addresses are never fetched (env OAI2OLLAMA_ALLOW_IMAGE_URLS=1)",
     )
     add(
         "--image-max-bytes",
@@ -103,27 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="time limit for fetching one image URL, in seconds (default 10)",
     )
+
+    group = parser.add_argument_group("logging")
+    add = group.add_argument
+    add("--log-level", type=str.lower, choices=LOG_LEVELS, help="log verbosity (default info)")
     add(
-        "--config",
-        help="TOML file with aliases and per-model defaults (default: $OAI2OLLAMA_CONFIG)",
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or one JSON object each",
     )
-    add(
-        "--alias",
-        action="append",
-        default=[],
-        metavar="NAME=MODEL",
-        help="answer NAME (a glob pattern such as 'gpt-4o*') with the local MODEL; repeatable, "
-        "and these come before the config file's",
-    )
-    add("--default-model", help="local model for names that are neither aliases nor local models")
-    add(
-        "--num-ctx",
-        type=_num_ctx,
-        help="context length for every model unless configured per model: a number of tokens, "
-        "or 'auto' for the model's trained length capped by --max-num-ctx",
-    )
-    add("--max-num-ctx", type=int, help="cap for --num-ctx auto (default 32768)")
-    add("--keep-alive", help="how long Ollama keeps a model loaded: '30m', '-1' (forever), …")
+    add("--no-access-log", action="store_true", help="no line per request")
+    add("--log-bodies", action="store_true", help="log request bodies (prompts!) at debug level")
     return parser
 
 
@@ -183,6 +262,10 @@ def _port(text: str) -> int:
     return _whole(text, "a port number", 0, 65535)
 
 
+def _count(text: str) -> int:
+    return _whole(text, "a whole number", 0)
+
+
 def _size(text: str) -> int:
     return _whole(text, "a number of bytes", 1024)
 
@@ -225,16 +308,33 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         model_policy = policy_from_args(args, env)
     except ConfigError as exc:
         raise SettingsError(str(exc)) from None
+    host = pick(args.host, "OAI2OLLAMA_HOST") or DEFAULT_HOST
+    keys = api_keys(args, env)
+    if not keys and not args.allow_unauthenticated and not is_loopback(host):
+        raise SettingsError(
+            f"--host {host} would let anyone on the network use Ollama through this server; "
+            "set --api-key (or --api-key-file), or pass --allow-unauthenticated"
+        )
     return Settings(
         policy=model_policy,
-        host=pick(args.host, "OAI2OLLAMA_HOST") or DEFAULT_HOST,
+        host=host,
         port=DEFAULT_PORT if port is None else port,
         ollama_url=ollama_url,
-        api_key=pick(args.api_key, "OAI2OLLAMA_API_KEY"),
+        api_keys=keys,
+        allow_unauthenticated=args.allow_unauthenticated,
         log_level=level.lower(),
+        log_format=args.log_format,
+        access_log=not args.no_access_log,
+        log_bodies=args.log_bodies,
         connect_timeout=args.connect_timeout,
-        read_timeout=args.read_timeout,
+        first_byte_timeout=args.first_byte_timeout,
+        idle_timeout=args.idle_timeout,
         request_timeout=args.request_timeout or None,
+        keepalive_interval=args.keepalive_interval,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        shutdown_grace=args.shutdown_grace,
+        cors_origins=tuple(args.cors_origin),
         max_body_size=args.max_body_size,
         allow_image_urls=bool(
             args.allow_image_urls or _truthy(env.get("OAI2OLLAMA_ALLOW_IMAGE_URLS"))
@@ -244,31 +344,82 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     )
 
 
+def api_keys(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
+    """Keys from the flags, else the environment (comma-separated), plus the key file."""
+    keys = [k.strip() for k in args.api_key if k.strip()]
+    if not keys:
+        keys = [k.strip() for k in env.get("OAI2OLLAMA_API_KEY", "").split(",") if k.strip()]
+    if args.api_key_file:
+        try:
+            text = Path(args.api_key_file).read_text()
+        except OSError as exc:
+            raise SettingsError(f"--api-key-file {args.api_key_file!r}: {exc.strerror}") from None
+        found = [line.strip() for line in text.splitlines()]
+        keys += [k for k in found if k and not k.startswith("#")]
+        if not keys:
+            raise SettingsError(f"--api-key-file {args.api_key_file!r} holds no key")
+    return tuple(dict.fromkeys(keys))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM."""
-    debug = settings.log_level == "debug"
-    runner = await start(settings, logging.getLogger("oai2ollama.access") if debug else None)
+    """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    log = logging.getLogger("oai2ollama")
+    runner = await start(settings)
     try:
         bound = dataclasses.replace(settings, port=bound_port(runner, settings.port))
-        logging.getLogger("oai2ollama").info(
+        log.info(
             "oai2ollama %s listening on %s, forwarding to Ollama at %s%s",
             __version__,
             bound.base_url,
             settings.ollama_url,
-            " (API key required)" if settings.api_key else "",
+            " (API key required)" if settings.api_keys else "",
         )
+        if (
+            settings.allow_unauthenticated
+            and not is_loopback(settings.host)
+            and not settings.api_keys
+        ):
+            log.warning(
+                "listening on %s without an API key: anyone who can reach it can use Ollama",
+                settings.host,
+            )
         print(f"export OPENAI_BASE_URL={bound.base_url}", flush=True)
+        await check_ollama(runner, settings, log)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("shutting down: in-flight requests get up to %gs", settings.shutdown_grace)
     finally:
         await runner.cleanup()
+
+
+async def check_ollama(runner: Any, settings: Settings, log: logging.Logger) -> None:
+    """Say once what was found upstream; the server runs either way and recovers later."""
+    ollama = runner.app[OLLAMA]
+    try:
+        version = await ollama.get("/api/version", limit=(settings.connect_timeout or 5) + 5)
+        tags = await ollama.get("/api/tags", limit=(settings.connect_timeout or 5) + 5)
+    except APIError as err:
+        log.warning("Ollama is not reachable yet: %s", err.message)
+        return
+    count = len(tags.get("models") or []) if isinstance(tags, dict) else 0
+    found = version.get("version", "?") if isinstance(version, dict) else "?"
+    log.info("connected to Ollama %s at %s, %d models", found, settings.ollama_url, count)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -278,11 +429,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         settings = settings_from(args, os.environ if env is None else env)
     except SettingsError as exc:
         parser.error(str(exc))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except OSError as exc:

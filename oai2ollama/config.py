@@ -23,12 +23,23 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     ollama_url: str = DEFAULT_OLLAMA_URL
-    api_key: str | None = None
+    api_keys: tuple[str, ...] = ()  # any of these is accepted; none means no key is asked for
+    allow_unauthenticated: bool = False  # listen beyond loopback without a key
     log_level: str = "info"
+    log_format: str = "text"  # or "json"
+    access_log: bool = True
+    log_bodies: bool = False  # request bodies (prompts) in the debug log
     # Upstream timeouts in seconds; 0 or None disables one.
     connect_timeout: float = 5.0
-    read_timeout: float = 600.0
+    first_byte_timeout: float = 600.0  # covers loading the model and reading the prompt
+    idle_timeout: float = 120.0  # longest gap between two chunks of a stream
     request_timeout: float | None = None
+    keepalive_interval: float = 5.0  # SSE comment while Ollama is silent; 0 turns it off
+    # Backpressure: concurrent generation requests (0 = no limit), and how many may wait.
+    max_concurrency: int = 0
+    max_queue: int = 64
+    shutdown_grace: float = 10.0
+    cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
     max_body_size: int = 16 * 1024 * 1024
     # Fetching http(s) image URLs for vision models: off unless enabled.
     allow_image_urls: bool = False

@@ -85,6 +85,17 @@ class PayloadTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class RateLimited(APIError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class ShuttingDown(APIError):
+    status = 503
+    code = "server_shutting_down"
+
+
 class UpstreamError(APIError):
     """Ollama answered with an error that is not the client's fault."""
 

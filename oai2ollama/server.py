@@ -7,17 +7,19 @@ becomes an OpenAI error object in :func:`error_middleware`.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hmac
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from . import __version__, policy
+from . import __version__, policy, sse
 from .catalog import Catalog
 from .config import Settings
 from .errors import (
@@ -25,31 +27,47 @@ from .errors import (
     InvalidRequest,
     MethodNotAllowed,
     PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    ShuttingDown,
     Unauthorized,
     UnknownURL,
     UpstreamError,
 )
 from .images import ImageFetcher
+from .metrics import Metrics
 from .translate import chat, common, completions, embeddings, models
 from .translate.common import ChoiceStream, new_id
 from .upstream import Ollama
 
 log = logging.getLogger("oai2ollama")
+access = logging.getLogger("oai2ollama.access")
 
 SETTINGS = web.AppKey("settings", Settings)
 OLLAMA = web.AppKey("ollama", Ollama)
 IMAGES = web.AppKey("images", ImageFetcher)
 CATALOG = web.AppKey("catalog", Catalog)
+METRICS = web.AppKey("metrics", Metrics)
+STREAMS = web.AppKey("streams", sse.Streams)
 
 # Paths that answer without the shim's API key: liveness and readiness probes.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+EXPOSED_HEADERS = "X-Oai2ollama-Warning, Retry-After"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What a handler learns about its request, for the access log and the metrics."""
+
+    started: float
+    model: str | None = None
+    usage: dict[str, int] | None = None
+
+
+_request_key = getattr(web, "RequestKey", None)  # aiohttp ≥ 3.13; a plain key before
+EXCHANGE: Any = _request_key("exchange", Exchange) if _request_key else "oai2ollama.exchange"
 
 
 def json_response(
@@ -64,12 +82,12 @@ def error_response(err: APIError) -> web.Response:
     return json_response(err.body(), err.status, err.headers or None)
 
 
-def sse_error(err: APIError) -> bytes:
-    return b"data: " + orjson.dumps(err.body()) + b"\n\n"
-
-
 async def read_json(request: web.Request) -> Any:
     raw = await request.read()
+    if request.app[SETTINGS].log_bodies:
+        log.debug(
+            "%s %s body: %s", request.method, request.path, raw[:65536].decode(errors="replace")
+        )
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_body")
     try:
@@ -113,8 +131,8 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIErr
     return err
 
 
-def auth_middleware(api_key: str) -> Callable[[web.Request, Handler], Awaitable[Any]]:
-    expected = api_key.encode()
+def auth_middleware(keys: Iterable[str]) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+    expected = [key.encode() for key in keys]
 
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -126,11 +144,144 @@ def auth_middleware(api_key: str) -> Callable[[web.Request, Handler], Awaitable[
             raise Unauthorized(
                 "Missing API key. Send it in the Authorization header as 'Bearer <key>'."
             )
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        given = token.strip().encode()
+        matched = False
+        for key in expected:  # every key is compared, so timing tells nothing
+            matched |= hmac.compare_digest(given, key)
+        if scheme.lower() != "bearer" or not matched:
             raise Unauthorized("Incorrect API key provided.")
         return await handler(request)
 
     return check_key
+
+
+def cors_middleware(patterns: tuple[str, ...]) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+    """Answers preflights for allowed origins; `_cors_headers` marks the real responses."""
+
+    @web.middleware
+    async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if (
+            request.method != "OPTIONS"
+            or not origin
+            or "Access-Control-Request-Method" not in request.headers
+        ):
+            return await handler(request)
+        if not origin_allowed(origin, patterns):
+            return error_response(PermissionDenied(f"Origin {origin!r} is not allowed."))
+        asked = request.headers.get("Access-Control-Request-Headers", "authorization, content-type")
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": asked,
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+
+    return preflight
+
+
+def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(origin, pattern) for pattern in patterns)
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    origin = request.headers.get("Origin")
+    if origin and origin_allowed(origin, request.app[SETTINGS].cors_origins):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        response.headers["Vary"] = "Origin"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Metrics and the access log: one line per request, with model, status, time and tokens."""
+    started = time.perf_counter()
+    exchange = request[EXCHANGE] = Exchange(started)
+    status = 499  # the client went away unless we learn otherwise
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except APIError as err:
+        status = err.status
+        raise
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        status = 500
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unknown"
+        model = exchange.model
+        usage = exchange.usage
+        metrics = request.app[METRICS]
+        metrics.request(route, model, status, elapsed)
+        if usage:
+            metrics.usage(model, usage["prompt_tokens"], usage["completion_tokens"])
+        if request.app[SETTINGS].access_log:
+            access.info(
+                "%s %s %s %d %.1fms%s",
+                request.method,
+                request.path,
+                model or "-",
+                status,
+                elapsed * 1000,
+                f" tokens={usage['prompt_tokens']}+{usage['completion_tokens']}" if usage else "",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "model": model,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "prompt_tokens": usage["prompt_tokens"] if usage else None,
+                    "completion_tokens": usage["completion_tokens"] if usage else None,
+                },
+            )
+
+
+class Limiter:
+    """At most ``limit`` generation requests at Ollama, ``queue`` more waiting; beyond, 429."""
+
+    def __init__(self, limit: int, queue: int, metrics: Metrics) -> None:
+        self._semaphore = asyncio.Semaphore(limit) if limit > 0 else None
+        self._queue = queue
+        self._waiting = 0
+        self._metrics = metrics
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        metrics = self._metrics
+        if self._semaphore is not None:
+            if self._semaphore.locked() and self._waiting >= self._queue:
+                metrics.rejected += 1
+                raise RateLimited(
+                    "Too many requests are waiting for the model; retry shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            self._waiting += 1
+            metrics.queued += 1
+            try:
+                await self._semaphore.acquire()
+            finally:
+                self._waiting -= 1
+                metrics.queued -= 1
+        metrics.in_flight += 1
+        try:
+            yield
+        finally:
+            metrics.in_flight -= 1
+            if self._semaphore is not None:
+                self._semaphore.release()
+
+
+LIMITER = web.AppKey("limiter", Limiter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,6 +306,7 @@ WARNING_HEADER = "X-Oai2ollama-Warning"
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     req = chat.parse_request(await read_json(request), allow_image_urls=settings.allow_image_urls)
+    request[EXCHANGE].model = req.model
     if req.remote_images:
         await request.app[IMAGES].fill(req)
     return await generate(request, CHAT, req, req.text_chars)
@@ -162,6 +314,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def text_completions(request: web.Request) -> web.StreamResponse:
     req = completions.parse_request(await read_json(request))
+    request[EXCHANGE].model = req.model
     return await generate(request, TEXT, req, req.text_chars)
 
 
@@ -169,23 +322,47 @@ async def generate(
     request: web.Request, surface: Surface, req: Any, chars: int
 ) -> web.StreamResponse:
     """The shared flow of chat and text completions: one or n generations, whole or streamed."""
-    target = await request.app[CATALOG].prepare(req.payload, req.model)
-    headers = truncation_warning(req.payload, chars, target)
-    ollama = request.app[OLLAMA]
-    completion_id, created = new_id(surface.id_prefix), int(time.time())
-    if not req.stream:
-        answers = await gather_all(
-            ollama.post(surface.path, req.payload_for(i), model=target) for i in range(req.choices)
-        )
-        answer = surface.complete(answers, req, completion_id=completion_id, created=created)
-        return json_response(answer, headers=headers)
-    translators = [surface.stream(completion_id, created, req, i) for i in range(req.choices)]
-    if req.choices > 1:
-        return await stream_choices(request, surface, req, target, translators, headers)
-    [translator] = translators
-    async with ollama.stream(surface.path, req.payload_for(0), model=target) as lines:
-        events = translate(translator, lines)
-        return await write_stream(request, translator.start(), events, headers)
+    app = request.app
+    async with app[LIMITER].slot():
+        target = await app[CATALOG].prepare(req.payload, req.model)
+        headers = truncation_warning(req.payload, chars, target)
+        ollama = app[OLLAMA]
+        completion_id, created = new_id(surface.id_prefix), int(time.time())
+        if not req.stream:
+            answers = await gather_all(
+                ollama.post(surface.path, req.payload_for(i), model=target)
+                for i in range(req.choices)
+            )
+            answer = surface.complete(answers, req, completion_id=completion_id, created=created)
+            request[EXCHANGE].usage = answer["usage"]
+            return json_response(answer, headers=headers)
+
+        translators = [surface.stream(completion_id, created, req, i) for i in range(req.choices)]
+        if req.choices == 1:
+            events = one_stream(ollama, surface.path, req.payload_for(0), target, translators[0])
+        else:
+            events = merged_streams(ollama, surface.path, req, target, translators)
+        started = request[EXCHANGE].started
+
+        def first_token() -> None:
+            app[METRICS].time_to_first_token(surface.path, time.perf_counter() - started)
+
+        app[METRICS].open_streams += 1
+        try:
+            return await sse.respond(
+                request,
+                events,
+                headers=headers,
+                interval=app[SETTINGS].keepalive_interval,
+                streams=app[STREAMS],
+                on_first_token=first_token,
+            )
+        finally:
+            app[METRICS].open_streams -= 1
+            if all(t.done for t in translators):
+                prompt = translators[0].usage["prompt_tokens"]
+                generated = sum(t.usage["completion_tokens"] for t in translators)
+                request[EXCHANGE].usage = common.usage(prompt, generated)
 
 
 def truncation_warning(payload: dict[str, Any], chars: int, model: str) -> dict[str, str] | None:
@@ -201,10 +378,15 @@ def truncation_warning(payload: dict[str, Any], chars: int, model: str) -> dict[
 
 async def embeddings_handler(request: web.Request) -> web.Response:
     req = embeddings.parse_request(await read_json(request))
-    target = await request.app[CATALOG].prepare(req.payload, req.model)
-    headers = truncation_warning(req.payload, req.text_chars, target)
-    answer = await request.app[OLLAMA].post("/api/embed", req.payload, model=target)
-    return json_response(embeddings.response(answer, req), headers=headers)
+    request[EXCHANGE].model = req.model
+    app = request.app
+    async with app[LIMITER].slot():
+        target = await app[CATALOG].prepare(req.payload, req.model)
+        headers = truncation_warning(req.payload, req.text_chars, target)
+        answer = await app[OLLAMA].post("/api/embed", req.payload, model=target)
+    out = embeddings.response(answer, req)
+    request[EXCHANGE].usage = common.usage(out["usage"]["prompt_tokens"], 0)
+    return json_response(out, headers=headers)
 
 
 async def gather_all(coros: Iterable[Awaitable[Any]]) -> list[Any]:
@@ -227,85 +409,49 @@ async def translate(translator: Any, lines: AsyncIterator[dict[str, Any]]) -> As
         raise UpstreamError("Ollama ended the stream before the answer was complete.")
 
 
-async def write_stream(
-    request: web.Request,
-    first: bytes,
-    events: AsyncGenerator[bytes, None],
-    headers: dict[str, str] | None = None,
-) -> web.StreamResponse:
-    """Write SSE events as they come; a failure ends the stream with an error event."""
-    response = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
-    await response.prepare(request)
-    try:
-        if first:
-            await response.write(first)
-        try:
-            async for data in events:
-                await response.write(data)
-        except APIError as err:
-            log.warning("stream ended with an error: %s", err.message)
-            await response.write(sse_error(err))
-        await response.write_eof()
-    except ConnectionResetError:
-        # The client went away; leaving here closes the upstream request, so Ollama stops.
-        log.debug("client disconnected from %s", request.path)
-    finally:
-        await events.aclose()
-    return response
+async def one_stream(
+    ollama: Ollama, path: str, payload: dict[str, Any], target: str, translator: Any
+) -> AsyncGenerator[bytes, None]:
+    """One upstream stream as SSE events: the opening event once Ollama answers, then the rest."""
+    async with ollama.stream(path, payload, model=target) as lines:
+        yield translator.start()
+        async for events in translate(translator, lines):
+            yield events
 
 
-async def stream_choices(
-    request: web.Request,
-    surface: Surface,
-    req: Any,
-    target: str,
-    translators: list[Any],
-    headers: dict[str, str] | None,
-) -> web.StreamResponse:
-    """Several choices streamed: one upstream stream each, their chunks interleaved by index."""
-    ollama = request.app[OLLAMA]
+async def merged_streams(
+    ollama: Ollama, path: str, req: Any, target: str, translators: list[Any]
+) -> AsyncGenerator[bytes, None]:
+    """Several choices: one upstream stream each, their events interleaved as they come."""
     queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
 
     async def pump(i: int) -> None:
-        translator = translators[i]
         try:
-            async with ollama.stream(surface.path, req.payload_for(i), model=target) as lines:
-                queue.put_nowait(translator.start())
-                async for events in translate(translator, lines):
-                    queue.put_nowait(events)
+            async for events in one_stream(
+                ollama, path, req.payload_for(i), target, translators[i]
+            ):
+                queue.put_nowait(events)
             queue.put_nowait(None)
         except Exception as exc:
             queue.put_nowait(exc)
 
     tasks = [asyncio.ensure_future(pump(i)) for i in range(len(translators))]
-
-    async def merged() -> AsyncGenerator[bytes, None]:
-        try:
-            open_choices = len(translators)
-            while open_choices:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if item is None:
-                    open_choices -= 1
-                else:
-                    yield item
-            prompt = translators[0].usage["prompt_tokens"]
-            generated = sum(t.usage["completion_tokens"] for t in translators)
-            yield translators[0].end(common.usage(prompt, generated))
-        finally:
-            for task in tasks:
-                task.cancel()
-
-    events = merged()
     try:
-        # Wait for the first event before answering, so an early failure (an unknown model)
-        # is still a plain HTTP error with its own status.
-        first = await anext(events)
-    except BaseException:
-        await events.aclose()
-        raise
-    return await write_stream(request, first, events, headers)
+        open_choices = len(translators)
+        while open_choices:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                open_choices -= 1
+            else:
+                yield item
+        prompt = translators[0].usage["prompt_tokens"]
+        generated = sum(t.usage["completion_tokens"] for t in translators)
+        yield translators[0].end(common.usage(prompt, generated))
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -351,21 +497,37 @@ async def readyz(request: web.Request) -> web.Response:
 # Application
 
 
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(
+        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
+    )
+
+
 def create_app(settings: Settings) -> web.Application:
-    middlewares: list[Any] = [error_middleware]
-    if settings.api_key:
-        middlewares.append(auth_middleware(settings.api_key))
+    middlewares: list[Any] = []
+    if settings.cors_origins:
+        middlewares.append(cors_middleware(settings.cors_origins))
+    middlewares += [error_middleware, observe_middleware]
+    if settings.api_keys:
+        middlewares.append(auth_middleware(settings.api_keys))
     app = web.Application(client_max_size=settings.max_body_size, middlewares=middlewares)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[STREAMS] = sse.Streams()
+    app[LIMITER] = Limiter(settings.max_concurrency, settings.max_queue, app[METRICS])
     app[OLLAMA] = Ollama(settings)
     app[CATALOG] = Catalog(app[OLLAMA], settings.policy)
     app.cleanup_ctx.append(_ollama_lifetime)
     if settings.allow_image_urls:
         app[IMAGES] = ImageFetcher(settings)
         app.cleanup_ctx.append(_images_lifetime)
+    if settings.cors_origins:
+        app.on_response_prepare.append(_cors_headers)
+    app.on_shutdown.append(_drain)
 
     app.router.add_get("/healthz", healthz, allow_head=True)
     app.router.add_get("/readyz", readyz, allow_head=True)
+    app.router.add_get("/metrics", metrics_handler)
     # Routes answer with and without the /v1 prefix: some clients are configured without it.
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
@@ -376,13 +538,30 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def start(settings: Settings, access_log: logging.Logger | None = None) -> web.AppRunner:
+async def _drain(app: web.Application) -> None:
+    """On shutdown (listening already stopped): let requests in flight finish within the grace
+    period, then end the streams still open with an error event."""
+    metrics = app[METRICS]
+    deadline = time.monotonic() + app[SETTINGS].shutdown_grace
+    while (metrics.in_flight or metrics.queued) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if app[STREAMS].open:
+        log.warning("ending %d open stream(s) for shutdown", len(app[STREAMS].open))
+        await app[STREAMS].end_all(ShuttingDown("The server is shutting down; retry the request."))
+
+
+async def start(settings: Settings) -> web.AppRunner:
     """Start serving ``settings`` on its host and port; the caller owns ``runner.cleanup()``.
 
     ``handler_cancellation``: a client that goes away cancels its handler, and with it the
     upstream request, so Ollama stops generating for nobody.
     """
-    runner = web.AppRunner(create_app(settings), handler_cancellation=True, access_log=access_log)
+    runner = web.AppRunner(
+        create_app(settings),
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_grace + 2,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

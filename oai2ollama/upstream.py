@@ -29,11 +29,14 @@ class Ollama:
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.ollama_url.rstrip("/")
+        # Until the first byte, a read may wait as long as a model load takes; after it, the
+        # idle timeout holds between chunks (see `stream`).
         self._timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout or None,
             connect=settings.connect_timeout or None,
-            sock_read=settings.read_timeout or None,
+            sock_read=settings.first_byte_timeout or None,
         )
+        self._idle = settings.idle_timeout or None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -113,6 +116,11 @@ class Ollama:
                 except Exception as exc:
                     raise self._failure(exc) from exc
                 raise error_from_body(resp.status, body, model)
+            if resp.connection is not None:
+                protocol = resp.connection.protocol
+                if protocol is not None:
+                    protocol.read_timeout = self._idle
+                    protocol.start_timeout()
             yield self._lines(resp)
         finally:
             if resp.content.at_eof():
@@ -153,7 +161,8 @@ class Ollama:
         if isinstance(exc, asyncio.TimeoutError | TimeoutError):
             return UpstreamTimeout(
                 f"Ollama at {self.url} did not answer in time. The model may still be loading; "
-                "raise --read-timeout or --request-timeout if this is expected."
+                "raise --first-byte-timeout, --idle-timeout or --request-timeout if this is "
+                "expected."
             )
         if isinstance(exc, aiohttp.ClientConnectorError):
             reason = exc.os_error.strerror or str(exc.os_error) or exc.__class__.__name__

@@ -44,11 +44,11 @@ def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
 
 def test_defaults() -> None:
     s = parse([])
-    assert (s.host, s.port, s.ollama_url, s.api_key) == (
+    assert (s.host, s.port, s.ollama_url, s.api_keys) == (
         "127.0.0.1",
         11435,
         "http://127.0.0.1:11434",
-        None,
+        (),
     )
     assert s.base_url == "http://127.0.0.1:11435/v1"
 
@@ -61,18 +61,21 @@ def test_environment_and_flags_precedence() -> None:
         "OAI2OLLAMA_LOG_LEVEL": "DEBUG",
     }
     s = parse([], env)
-    assert (s.ollama_url, s.api_key, s.port, s.log_level) == (
+    assert (s.ollama_url, s.api_keys, s.port, s.log_level) == (
         "http://127.0.0.1:1234",
-        "k",
+        ("k",),
         9000,
         "debug",
     )
     s = parse(["--ollama-url", "http://other:1", "--api-key", "f", "--port", "1"], env)
-    assert (s.ollama_url, s.api_key, s.port) == ("http://other:1", "f", 1)
+    assert (s.ollama_url, s.api_keys, s.port) == ("http://other:1", ("f",), 1)
 
 
 def test_base_url_for_wildcard_and_v6_hosts() -> None:
-    assert Settings(host="0.0.0.0", port=1).base_url == "http://127.0.0.1:1/v1"
+    assert (
+        Settings(host="0.0.0.0", port=1, allow_unauthenticated=True).base_url
+        == "http://127.0.0.1:1/v1"
+    )
     assert Settings(host="::1", port=1).base_url == "http://[::1]:1/v1"
 
 
@@ -81,7 +84,7 @@ def test_base_url_for_wildcard_and_v6_hosts() -> None:
     [
         (["--port", "http"], {}, "not a port number"),
         (["--port", "70000"], {}, "out of range"),
-        (["--read-timeout", "-1"], {}, "zero or more"),
+        (["--idle-timeout", "-1"], {}, "zero or more"),
         (["--bogus"], {}, "unrecognized arguments"),
         ([], {"OAI2OLLAMA_PORT": "abc"}, "OAI2OLLAMA_PORT"),
         ([], {"OLLAMA_HOST": "ftp://x"}, "OLLAMA_HOST"),
@@ -108,6 +111,14 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"], {})
     out = capsys.readouterr().out
-    for flag in ("--host", "--port", "--ollama-url", "--api-key", "--log-level", "--read-timeout"):
+    for flag in (
+        "--host",
+        "--port",
+        "--ollama-url",
+        "--api-key",
+        "--log-level",
+        "--idle-timeout",
+        "--first-byte-timeout",
+    ):
         assert flag in out
     assert "OLLAMA_HOST" in out

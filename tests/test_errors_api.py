@@ -110,7 +110,7 @@ def test_body_over_the_limit_is_413(make_shim: ShimFactory, ollama: FakeOllama) 
 
 
 def test_api_key(make_shim: ShimFactory, ollama: FakeOllama) -> None:
-    base_url = make_shim(api_key="s3cret")
+    base_url = make_shim(api_keys=("s3cret", "other"))
     wrong = openai.OpenAI(base_url=base_url, api_key="nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as info:
         wrong.models.list()
@@ -201,7 +201,9 @@ def test_readyz_and_healthz(base_url: str) -> None:
 
 
 def test_slow_ollama_is_504(make_shim: ShimFactory, ollama: FakeOllama) -> None:
-    client = openai.OpenAI(base_url=make_shim(read_timeout=0.3), api_key="x", max_retries=0)
+    client = openai.OpenAI(
+        base_url=make_shim(first_byte_timeout=0.3, idle_timeout=0.3), api_key="x", max_retries=0
+    )
     ollama.queue(Reply(first_byte_delay=3), Reply(first_byte_delay=3))
     for stream in (False, True):
         started = time.monotonic()
@@ -242,7 +244,9 @@ def test_connection_cut_mid_stream_becomes_an_error_event(
 def test_silence_mid_stream_becomes_a_timeout_event(
     make_shim: ShimFactory, ollama: FakeOllama
 ) -> None:
-    client = openai.OpenAI(base_url=make_shim(read_timeout=0.3), api_key="x", max_retries=0)
+    client = openai.OpenAI(
+        base_url=make_shim(first_byte_timeout=0.3, idle_timeout=0.3), api_key="x", max_retries=0
+    )
     ollama.queue(Reply(content="one two three", chunk_delay=2))
     stream = client.chat.completions.create(model="llama3.2", messages=MESSAGES, stream=True)
     with pytest.raises(openai.APIError, match="did not answer in time"):
