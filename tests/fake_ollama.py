@@ -83,7 +83,9 @@ class FakeOllama:
         self.context_length = 131072
         self.disconnects = 0
         self.disconnected = threading.Event()
+        self.disconnect_times: list[float] = []
         self.url = ""
+        self.streaming: set[Any] = set()  # transports of streams being written now
 
     # ---- scripting -----------------------------------------------------------------------
     def reset(self) -> None:
@@ -92,6 +94,7 @@ class FakeOllama:
         self.replies.clear()
         self.requests.clear()
         self.disconnects = 0
+        self.disconnect_times.clear()
         self.disconnected.clear()
 
     def queue(self, *replies: Reply) -> None:
@@ -256,8 +259,7 @@ class FakeOllama:
                 return web.json_response(_merge_generate(chunks))
             return await self._stream(request, reply, chunks)
         except (asyncio.CancelledError, ConnectionResetError):
-            self.disconnects += 1
-            self.disconnected.set()
+            self._saw_disconnect()
             raise
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -288,15 +290,40 @@ class FakeOllama:
                 return web.json_response(_merge(chunks))
             return await self._stream(request, reply, chunks)
         except (asyncio.CancelledError, ConnectionResetError):
-            self.disconnects += 1
-            self.disconnected.set()
+            self._saw_disconnect()
             raise
+
+    def _saw_disconnect(self) -> None:
+        self.disconnect_times.append(time.monotonic())
+        self.disconnects += 1
+        self.disconnected.set()
+
+    def kill(self) -> int:
+        """Drop every stream being written, as a crashing Ollama would; returns how many."""
+        count = len(self.streaming)
+        for transport in list(self.streaming):
+            transport.abort()
+        self.streaming.clear()
+        return count
 
     async def _stream(
         self, request: web.Request, reply: Reply, chunks: list[dict[str, Any]]
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": NDJSON})
         await response.prepare(request)
+        self.streaming.add(request.transport)
+        try:
+            return await self._write_chunks(request, response, reply, chunks)
+        finally:
+            self.streaming.discard(request.transport)
+
+    async def _write_chunks(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        reply: Reply,
+        chunks: list[dict[str, Any]],
+    ) -> web.StreamResponse:
         for i, chunk in enumerate(chunks):
             if reply.error_after is not None and i == reply.error_after:
                 await response.write(orjson.dumps({"error": reply.error}) + b"\n")

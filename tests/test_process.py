@@ -25,7 +25,7 @@ def process(ollama: FakeOllama) -> Iterator[tuple[subprocess.Popen[str], str]]:
     assert SCRIPT, "the oai2ollama console script is not installed"
     env = {**os.environ, "OLLAMA_HOST": ollama.url, "OAI2OLLAMA_API_KEY": "proc-key"}
     proc = subprocess.Popen(
-        [SCRIPT, "--port", "0", "--log-level", "warning"],
+        [SCRIPT, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -62,7 +62,34 @@ def test_console_script_serves_the_sdk_and_stops_cleanly(
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     assert proc.stderr is not None
-    assert "Traceback" not in proc.stderr.read()
+    log = proc.stderr.read()
+    assert "Traceback" not in log
+    assert f"connected to Ollama 0.12.11 at {ollama.url}, 5 models" in log
+    assert "POST /v1/chat/completions llama3.2 200" in log  # the access log
+    assert "proc-key" not in log
+
+
+def test_unreachable_ollama_is_a_warning_not_a_failure(ollama: FakeOllama) -> None:
+    assert SCRIPT
+    proc = subprocess.Popen(
+        [SCRIPT, "--port", "0", "--ollama-url", "127.0.0.1:9"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip().split("=", 1)[1]
+        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.InternalServerError):
+            client.models.list()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        assert proc.stderr is not None
+        assert "Ollama is not reachable yet" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_module_entry_point_and_bad_flag() -> None:

@@ -44,6 +44,8 @@ _ROLES = {
 
 
 MAX_CHOICES = 8
+# Far above any real conversation (the body-size limit binds first for most), but a bound.
+MAX_MESSAGES = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,12 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
     if not messages:
         raise InvalidRequest(
             "'messages' must contain at least one message.", param="messages", code="invalid_value"
+        )
+    if len(messages) > MAX_MESSAGES:
+        raise InvalidRequest(
+            f"'messages' holds {len(messages)} messages; at most {MAX_MESSAGES} are accepted.",
+            param="messages",
+            code="invalid_value",
         )
 
     stream = bool(common.optional_bool(body, "stream"))
