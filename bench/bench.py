@@ -147,38 +147,39 @@ def pair(fake: str, shim: str, stream: bool, tools: bool = False) -> tuple[Targe
     )
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    fake_port, shim_port = free_port(), free_port()
-    fake_url, shim_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{shim_port}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    fake = await asyncio.create_subprocess_exec(
-        *[
-            sys.executable,
-            str(HERE / "fast_ollama.py"),
-            "--port",
-            str(fake_port),
-            "--tokens",
-            str(args.tokens),
-        ],
-        stdout=subprocess.DEVNULL,
-        env=env,
+async def start_fake(port: int, *args: str) -> asyncio.subprocess.Process:
+    """The fast fake Ollama, as its own process."""
+    script = str(HERE / "fast_ollama.py")
+    return await asyncio.create_subprocess_exec(
+        sys.executable, script, "--port", str(port), *args, stdout=subprocess.DEVNULL
     )
-    shim_cmd = [
+
+
+async def start_shim(port: int, ollama_url: str) -> asyncio.subprocess.Process:
+    """The shim, as its own process, as a user would start it (but quiet)."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "oai2ollama",
         "--port",
-        str(shim_port),
+        str(port),
         "--ollama-url",
-        fake_url,
+        ollama_url,
         "--log-level",
         "warning",
-    ]
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    fake_port, shim_port = free_port(), free_port()
+    fake_url, shim_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{shim_port}"
+    fake = await start_fake(fake_port, "--tokens", str(args.tokens))
     results: dict[str, Any] = {"tokens": args.tokens, "cpus": os.cpu_count()}
     try:
         await wait_ready(f"{fake_url}/api/version")
         launched = time.perf_counter()
-        shim = await asyncio.create_subprocess_exec(*shim_cmd, stdout=subprocess.DEVNULL, env=env)
+        shim = await start_shim(shim_port, fake_url)
         await wait_ready(f"{shim_url}/healthz")
         results["start_to_ready_s"] = time.perf_counter() - launched
         try:

@@ -208,6 +208,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     except APIError as err:
         status = err.status
+        if status >= 500:
+            request.app[METRICS].upstream_error(err.code)
         raise
     except web.HTTPException as exc:
         status = exc.status
@@ -356,6 +358,7 @@ async def generate(
                 interval=app[SETTINGS].keepalive_interval,
                 streams=app[STREAMS],
                 on_first_token=first_token,
+                on_error=lambda err: app[METRICS].upstream_error(err.code),
             )
         finally:
             app[METRICS].open_streams -= 1

@@ -122,6 +122,7 @@ async def respond(
     interval: float,
     streams: Streams,
     on_first_token: Callable[[], None] | None = None,
+    on_error: Callable[[APIError], None] | None = None,
 ) -> web.StreamResponse:
     """Answer with the SSE ``events``; see the module's note for when errors are HTTP errors."""
     first = asyncio.ensure_future(anext(events))
@@ -147,6 +148,8 @@ async def respond(
         except APIError as err:
             if not stream.closed:
                 log.warning("stream ended with an error: %s", err.message)
+                if on_error is not None:
+                    on_error(err)
                 await stream.send(error_event(err))
         await stream.close()
     except ConnectionResetError:

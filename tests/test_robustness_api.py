@@ -375,4 +375,9 @@ def test_metrics_count_what_happened(make_shim: ShimFactory, ollama: FakeOllama)
     assert 'oai2ollama_tokens_total{direction="completion",model="llama3.2"}' in text
     assert "oai2ollama_time_to_first_token_seconds_count" in text
     assert "oai2ollama_open_streams 0" in text
+    ollama.queue(Reply(status=500, error="boom"))
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="llama3.2", messages=MESSAGES)
+    assert 'oai2ollama_upstream_errors_total{kind="None"}' not in asyncio.run(scrape("m-key"))[1]
+    assert "oai2ollama_upstream_errors_total{kind=" in asyncio.run(scrape("m-key"))[1]
     assert 'le="+Inf"' in text
