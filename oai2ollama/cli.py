@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "requests in flight get to finish before open streams end with an error (default 10)",
     )
 
+    add(
+        "--responses-store",
+        type=_count,
+        default=256,
+        help="Responses API answers kept in memory for previous_response_id and "
+        "GET /v1/responses/{id} (default 256, newest first, 64 MiB at most; 0 = stateless)",
+    )
+
     group = parser.add_argument_group("Ollama")
     add = group.add_argument
     add(
@@ -335,6 +343,7 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         max_queue=args.max_queue,
         shutdown_grace=args.shutdown_grace,
         cors_origins=tuple(args.cors_origin),
+        responses_store=args.responses_store,
         max_body_size=args.max_body_size,
         allow_image_urls=bool(
             args.allow_image_urls or _truthy(env.get("OAI2OLLAMA_ALLOW_IMAGE_URLS"))

@@ -26,6 +26,7 @@ from .errors import (
     APIError,
     InvalidRequest,
     MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
@@ -36,7 +37,8 @@ from .errors import (
 )
 from .images import ImageFetcher
 from .metrics import Metrics
-from .translate import chat, common, completions, embeddings, models
+from .store import ResponseStore
+from .translate import chat, common, completions, embeddings, models, responses
 from .translate.common import ChoiceStream, new_id
 from .upstream import Ollama
 
@@ -49,6 +51,7 @@ IMAGES = web.AppKey("images", ImageFetcher)
 CATALOG = web.AppKey("catalog", Catalog)
 METRICS = web.AppKey("metrics", Metrics)
 STREAMS = web.AppKey("streams", sse.Streams)
+RESPONSES = web.AppKey("responses", ResponseStore)
 
 # Paths that answer without the shim's API key: liveness and readiness probes.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -457,6 +460,92 @@ async def merged_streams(
             task.cancel()
 
 
+async def create_response(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/responses``: the Responses API, translated onto ``/api/chat``."""
+    app = request.app
+    settings = app[SETTINGS]
+    store = app[RESPONSES]
+    body = await read_json(request)
+    previous = body.get("previous_response_id") if isinstance(body, dict) else None
+    history = None
+    if isinstance(previous, str) and store.enabled:
+        entry = store.get(previous)
+        if entry is None:
+            raise InvalidRequest(
+                f"Previous response with id '{previous}' not found (responses are kept in "
+                "memory, and only the newest ones).",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        history = entry.items
+    req = responses.parse_request(
+        body,
+        history=history,
+        allow_image_urls=settings.allow_image_urls,
+        store_available=store.enabled,
+    )
+    exchange = request[EXCHANGE]
+    exchange.model = req.model
+    if req.chat.remote_images:
+        await app[IMAGES].fill(req.chat)
+    async with app[LIMITER].slot():
+        payload = req.chat.payload
+        target = await app[CATALOG].prepare(payload, req.model)
+        headers = truncation_warning(payload, req.chat.text_chars, target)
+        ollama = app[OLLAMA]
+        response_id, created_at = new_id("resp_"), int(time.time())
+        if not req.stream:
+            answer = await ollama.post("/api/chat", payload, model=target)
+            out = responses.response(answer, req, response_id, created_at)
+            if req.store:
+                store.put(out, req.items)
+            exchange.usage = common.usage_from(answer)
+            return json_response(out, headers=headers)
+        translator = responses.ResponsesStream(req, response_id, created_at)
+        events = one_stream(ollama, "/api/chat", payload, target, translator)
+        app[METRICS].open_streams += 1
+        try:
+            answered = await sse.respond(
+                request,
+                events,
+                headers=headers,
+                interval=settings.keepalive_interval,
+                streams=app[STREAMS],
+                on_error=lambda err: app[METRICS].upstream_error(err.code),
+                last_event=translator.failed,
+            )
+        finally:
+            app[METRICS].open_streams -= 1
+        if translator.done and translator.final is not None:
+            exchange.usage = translator.usage
+            if req.store:
+                store.put(translator.final, req.items)
+        return answered
+
+
+async def retrieve_response(request: web.Request) -> web.Response:
+    entry = request.app[RESPONSES].get(request.match_info["id"])
+    if entry is None:
+        raise _response_not_found(request.match_info["id"])
+    return json_response(entry.response)
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    response_id = request.match_info["id"]
+    if not request.app[RESPONSES].delete(response_id):
+        raise _response_not_found(response_id)
+    return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+def _response_not_found(response_id: str) -> APIError:
+    return NotFound(
+        f"Response with id '{response_id}' not found (responses are kept in memory, and only "
+        "the newest ones).",
+        param="response_id",
+        code="response_not_found",
+    )
+
+
 async def list_models(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     tags = await catalog.tags(fresh=True)
@@ -520,6 +609,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIMITER] = Limiter(settings.max_concurrency, settings.max_queue, app[METRICS])
     app[OLLAMA] = Ollama(settings)
     app[CATALOG] = Catalog(app[OLLAMA], settings.policy)
+    app[RESPONSES] = ResponseStore(settings.responses_store)
     app.cleanup_ctx.append(_ollama_lifetime)
     if settings.allow_image_urls:
         app[IMAGES] = ImageFetcher(settings)
@@ -536,6 +626,9 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
         app.router.add_post(f"{prefix}/completions", text_completions)
         app.router.add_post(f"{prefix}/embeddings", embeddings_handler)
+        app.router.add_post(f"{prefix}/responses", create_response)
+        app.router.add_get(f"{prefix}/responses/{{id}}", retrieve_response)
+        app.router.add_delete(f"{prefix}/responses/{{id}}", delete_response)
         app.router.add_get(f"{prefix}/models", list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", retrieve_model)
     return app

@@ -123,6 +123,7 @@ async def respond(
     streams: Streams,
     on_first_token: Callable[[], None] | None = None,
     on_error: Callable[[APIError], None] | None = None,
+    last_event: Callable[[APIError], bytes] = error_event,
 ) -> web.StreamResponse:
     """Answer with the SSE ``events``; see the module's note for when errors are HTTP errors."""
     first = asyncio.ensure_future(anext(events))
@@ -150,7 +151,7 @@ async def respond(
                 log.warning("stream ended with an error: %s", err.message)
                 if on_error is not None:
                     on_error(err)
-                await stream.send(error_event(err))
+                await stream.send(last_event(err))
         await stream.close()
     except ConnectionResetError:
         # The client went away; closing the events closes the upstream request, so Ollama stops.

@@ -25,6 +25,8 @@ ROUTES = [
     ("POST", "/v1/completions"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/resp_123"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/llama3.2"),
     ("POST", "/v1/models"),
