@@ -1,12 +1,14 @@
 """Benchmark: what the shim adds on top of calling Ollama directly.
 
 Starts a fast fake Ollama and the shim as separate processes, then drives both with the same
-bounded load, interleaved round by round, and prints added latency (p50/p99), requests per
-second, streaming cost and the shim's memory. Nothing leaves 127.0.0.1.
+bounded load, interleaved round by round (direct, shim, direct, shim …), and prints a table of
+added latency (p50/p99), throughput, streaming cost, and the shim's memory. Nothing leaves
+127.0.0.1.
 
-    python bench/bench.py                 # the default run (about a minute)
-    python bench/bench.py --quick         # a smoke run
-    python bench/bench.py --json out.json # also write the figures as JSON
+    python bench/bench.py                       # the default run (a few minutes)
+    python bench/bench.py --quick               # a smoke run
+    python bench/bench.py --json out.json       # also write the figures as JSON
+    python bench/bench.py --plot docs/benchmarks.png   # also plot (needs matplotlib)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import platform
 import socket
 import statistics
 import subprocess
@@ -28,6 +31,17 @@ import orjson
 
 HERE = Path(__file__).resolve().parent
 MESSAGES = [{"role": "user", "content": "Say something short."}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+SWEEP = (1, 4, 16, 64)
 
 
 def free_port() -> int:
@@ -52,93 +66,93 @@ def percentile(values: list[float], q: float) -> float:
 class Target:
     name: str
     url: str
-    body: bytes
+    body: bytes | None  # None: GET
     latencies: list[float] = field(default_factory=list)
     ttfb: list[float] = field(default_factory=list)
     rps: list[float] = field(default_factory=list)
     errors: int = 0
 
 
-async def one(session: aiohttp.ClientSession, target: Target, stream: bool) -> None:
+async def one(session: aiohttp.ClientSession, target: Target) -> None:
     started = time.perf_counter()
-    async with session.post(target.url, data=target.body) as resp:
-        if stream:
-            first = True
-            async for _ in resp.content.iter_any():
-                if first:
-                    target.ttfb.append(time.perf_counter() - started)
-                    first = False
-        else:
-            await resp.read()
+    method = "GET" if target.body is None else "POST"
+    async with session.request(method, target.url, data=target.body) as resp:
+        first = True
+        async for _ in resp.content.iter_any():
+            if first:
+                target.ttfb.append(time.perf_counter() - started)
+                first = False
         if resp.status != 200:
             target.errors += 1
     target.latencies.append(time.perf_counter() - started)
 
 
 async def round_of(
-    session: aiohttp.ClientSession, target: Target, count: int, concurrency: int, stream: bool
+    session: aiohttp.ClientSession, target: Target, count: int, concurrency: int
 ) -> None:
     queue = iter(range(count))
 
     async def worker() -> None:
         for _ in queue:
-            await one(session, target, stream)
+            await one(session, target)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     target.rps.append(count / (time.perf_counter() - started))
 
 
-async def scenario(
-    direct: Target, shim: Target, count: int, concurrency: int, rounds: int, stream: bool
-) -> None:
+async def compare(direct: Target, shim: Target, count: int, concurrency: int, rounds: int) -> dict:
+    """Interleaved rounds of the same load against both; medians of the rounds."""
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
-    async with aiohttp.ClientSession(
-        connector=connector, headers={"Content-Type": "application/json"}
-    ) as session:
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         for target in (direct, shim):  # warm up connections and code paths
-            await round_of(session, target, min(count, 50), concurrency, stream)
+            await round_of(session, target, min(count, 50), concurrency)
             target.latencies.clear()
             target.ttfb.clear()
             target.rps.clear()
         for _ in range(rounds):
             for target in (direct, shim):
-                await round_of(session, target, count, concurrency, stream)
+                await round_of(session, target, count, concurrency)
+    return summarise(direct, shim)
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.3f}"
-
-
-async def wait_ready(url: str, limit: float = 10) -> float:
-    started = time.perf_counter()
-    async with aiohttp.ClientSession() as session:
-        while time.perf_counter() - started < limit:
-            try:
-                async with session.get(url) as resp:
-                    if resp.status == 200:
-                        return time.perf_counter() - started
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.01)
-    raise SystemExit(f"{url} did not come up")
-
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-        },
+def summarise(direct: Target, shim: Target) -> dict[str, Any]:
+    d50, s50 = statistics.median(direct.latencies), statistics.median(shim.latencies)
+    d99, s99 = percentile(direct.latencies, 0.99), percentile(shim.latencies, 0.99)
+    out = {
+        "requests": len(shim.latencies),
+        "errors": direct.errors + shim.errors,
+        "direct_p50_ms": d50 * 1000,
+        "shim_p50_ms": s50 * 1000,
+        "added_p50_ms": (s50 - d50) * 1000,
+        "direct_p99_ms": d99 * 1000,
+        "shim_p99_ms": s99 * 1000,
+        "added_p99_ms": (s99 - d99) * 1000,
+        "direct_rps": statistics.median(direct.rps),
+        "shim_rps": statistics.median(shim.rps),
+        "throughput_ratio": statistics.median(shim.rps) / statistics.median(direct.rps),
     }
-]
+    if direct.ttfb and shim.ttfb:
+        out["ttfb_added_ms"] = (
+            statistics.median(shim.ttfb) - statistics.median(direct.ttfb)
+        ) * 1000
+    return out
 
 
-def pair(fake: str, shim: str, stream: bool, tools: bool = False) -> tuple[Target, Target]:
-    native: dict[str, Any] = {"model": "bench", "messages": MESSAGES, "stream": stream}
-    openai: dict[str, Any] = {"model": "bench", "messages": MESSAGES, "stream": stream}
+def chat_pair(fake: str, shim: str, *, stream: bool, chunks: int, tools: bool = False) -> tuple:
+    native: dict[str, Any] = {
+        "model": "bench",
+        "messages": MESSAGES,
+        "stream": stream,
+        "options": {"num_predict": chunks},
+    }
+    openai: dict[str, Any] = {
+        "model": "bench",
+        "messages": MESSAGES,
+        "stream": stream,
+        "max_tokens": chunks,
+    }
     if tools:
         native["tools"] = openai["tools"] = TOOLS
     return (
@@ -155,7 +169,7 @@ async def start_fake(port: int, *args: str) -> asyncio.subprocess.Process:
     )
 
 
-async def start_shim(port: int, ollama_url: str) -> asyncio.subprocess.Process:
+async def start_shim(port: int, ollama_url: str, loop: str = "auto") -> asyncio.subprocess.Process:
     """The shim, as its own process, as a user would start it (but quiet)."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -167,50 +181,112 @@ async def start_shim(port: int, ollama_url: str) -> asyncio.subprocess.Process:
         ollama_url,
         "--log-level",
         "warning",
+        "--loop",
+        loop,
         stdout=subprocess.DEVNULL,
     )
+
+
+async def wait_ready(url: str, limit: float = 10) -> float:
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        while time.perf_counter() - started < limit:
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return time.perf_counter() - started
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.005)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def open_streams(shim_url: str, pid: int, count: int) -> float:
+    """Peak RSS (MiB) while ``count`` slow streams are open at once."""
+    body = orjson.dumps(
+        {
+            "model": "bench",
+            "messages": MESSAGES,
+            "stream": True,
+            "max_tokens": 64,
+            "options": {"bench_delay": 0.02},
+        }
+    )
+    peak = 0.0
+    connector = aiohttp.TCPConnector(limit=count)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def stream() -> None:
+            async with session.post(f"{shim_url}/v1/chat/completions", data=body) as resp:
+                async for _ in resp.content.iter_any():
+                    pass
+
+        tasks = [asyncio.ensure_future(stream()) for _ in range(count)]
+        while not all(t.done() for t in tasks):
+            peak = max(peak, rss_kib(pid) / 1024)
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*tasks)
+    return peak
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     fake_port, shim_port = free_port(), free_port()
     fake_url, shim_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{shim_port}"
-    fake = await start_fake(fake_port, "--tokens", str(args.tokens))
-    results: dict[str, Any] = {"tokens": args.tokens, "cpus": os.cpu_count()}
+    fake = await start_fake(fake_port, "--tokens", "64")
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "loop": args.loop,
+        "requests_per_round": args.requests,
+        "rounds": args.rounds,
+    }
+    n, rounds = args.requests, args.rounds
     try:
         await wait_ready(f"{fake_url}/api/version")
         launched = time.perf_counter()
-        shim = await start_shim(shim_port, fake_url)
+        shim = await start_shim(shim_port, fake_url, args.loop)
         await wait_ready(f"{shim_url}/healthz")
         results["start_to_ready_s"] = time.perf_counter() - launched
         try:
             results["rss_idle_mib"] = rss_kib(shim.pid) / 1024
-            for concurrency, count in ((1, args.requests), (64, args.requests * 4)):
-                direct, via = pair(fake_url, shim_url, stream=False)
-                await scenario(direct, via, count, concurrency, args.rounds, stream=False)
-                results[f"chat_c{concurrency}"] = summarise(direct, via)
-            for key, tools in (("chat_stream_c1", False), ("chat_stream_tools_c1", True)):
-                direct, via = pair(fake_url, shim_url, stream=True, tools=tools)
-                await scenario(direct, via, args.requests // 2, 1, args.rounds, stream=True)
-                summary = summarise(direct, via)
-                summary["ttfb_added_ms"] = (
-                    statistics.median(via.ttfb) - statistics.median(direct.ttfb)
-                ) * 1000
-                summary["per_chunk_added_us"] = summary["added_p50_ms"] * 1000 / (args.tokens + 1)
-                results[key] = summary
+            scenarios = results["scenarios"] = {}
+            for c, count in ((1, n), (64, n * 4)):
+                pair = chat_pair(fake_url, shim_url, stream=False, chunks=64)
+                scenarios[f"chat c={c}"] = await compare(*pair, count, c, rounds)
+            for label, chunks, c, tools in (
+                ("stream 64 chunks c=1", 64, 1, False),
+                ("stream 1024 chunks c=1", 1024, 1, False),
+                ("stream 64 chunks c=64", 64, 64, False),
+                ("stream 64 with tools c=1", 64, 1, True),
+            ):
+                pair = chat_pair(fake_url, shim_url, stream=True, chunks=chunks, tools=tools)
+                count = n // 2 if chunks < 1024 else max(n // 8, 20)
+                scenarios[label] = await compare(*pair, count * (4 if c > 1 else 1), c, rounds)
             texts = [f"sentence number {i} to embed" for i in range(16)]
             direct = Target(
-                "direct",
-                f"{fake_url}/api/embed",
-                orjson.dumps({"model": "bench", "input": texts}),
+                "direct", f"{fake_url}/api/embed", orjson.dumps({"model": "bench", "input": texts})
             )
             via = Target(
                 "shim",
                 f"{shim_url}/v1/embeddings",
                 orjson.dumps({"model": "bench", "input": texts, "encoding_format": "base64"}),
             )
-            await scenario(direct, via, args.requests // 2, 1, args.rounds, stream=False)
-            results["embed16_c1"] = summarise(direct, via)
+            scenarios["embeddings 16×768 base64 c=1"] = await compare(
+                direct, via, n // 2, 1, rounds
+            )
+            direct = Target("direct", f"{fake_url}/api/tags", None)
+            via = Target("shim", f"{shim_url}/v1/models", None)
+            scenarios["models c=1"] = await compare(direct, via, n // 2, 1, rounds)
+            small = scenarios["stream 64 chunks c=1"]["added_p50_ms"]
+            large = scenarios["stream 1024 chunks c=1"]["added_p50_ms"]
+            results["per_chunk_added_us"] = (large - small) * 1000 / (1025 - 65)
+            results["rss_256_streams_mib"] = await open_streams(shim_url, shim.pid, 256)
             results["rss_peak_mib"] = rss_kib(shim.pid, "VmHWM") / 1024
+            if args.plot:
+                results["sweep"] = {}
+                for c in SWEEP:
+                    pair = chat_pair(fake_url, shim_url, stream=False, chunks=64)
+                    results["sweep"][c] = await compare(*pair, max(n, c * 20), c, rounds)
         finally:
             shim.terminate()
             await shim.wait()
@@ -220,62 +296,71 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def summarise(direct: Target, shim: Target) -> dict[str, Any]:
-    d50, s50 = statistics.median(direct.latencies), statistics.median(shim.latencies)
-    d99, s99 = percentile(direct.latencies, 0.99), percentile(shim.latencies, 0.99)
-    return {
-        "requests": len(shim.latencies),
-        "errors": direct.errors + shim.errors,
-        "direct_p50_ms": d50 * 1000,
-        "shim_p50_ms": s50 * 1000,
-        "added_p50_ms": (s50 - d50) * 1000,
-        "direct_p99_ms": d99 * 1000,
-        "shim_p99_ms": s99 * 1000,
-        "added_p99_ms": (s99 - d99) * 1000,
-        "direct_rps": statistics.median(direct.rps),
-        "shim_rps": statistics.median(shim.rps),
-        "throughput_ratio": statistics.median(shim.rps) / statistics.median(direct.rps),
-    }
-
-
-SCENARIOS = ("chat_c1", "chat_c64", "chat_stream_c1", "chat_stream_tools_c1", "embed16_c1")
-
-
 def report(results: dict[str, Any]) -> str:
     lines = [
-        f"oai2ollama bench — {results['cpus']} CPUs, {results['tokens']} tokens per answer",
+        f"oai2ollama bench — {results['machine']}, loop {results['loop']}",
         "",
-        f"{'scenario':<22}{'direct p50':>11}{'shim p50':>10}{'added p50':>11}{'added p99':>11}"
+        f"{'scenario':<30}{'direct p50':>11}{'shim p50':>10}{'added p50':>11}{'added p99':>11}"
         f"{'direct rps':>12}{'shim rps':>10}{'ratio':>7}",
     ]
-    for key in SCENARIOS:
-        r = results[key]
+    for key, r in results["scenarios"].items():
         lines.append(
-            f"{key:<22}{r['direct_p50_ms']:>9.3f}ms{r['shim_p50_ms']:>8.3f}ms"
+            f"{key:<30}{r['direct_p50_ms']:>9.3f}ms{r['shim_p50_ms']:>8.3f}ms"
             f"{r['added_p50_ms']:>9.3f}ms{r['added_p99_ms']:>9.3f}ms"
             f"{r['direct_rps']:>12.0f}{r['shim_rps']:>10.0f}{r['throughput_ratio']:>7.2f}"
         )
-    stream = results["chat_stream_c1"]
-    errors = sum(results[k]["errors"] for k in SCENARIOS)
-    tools = results["chat_stream_tools_c1"]
+    scenarios = results["scenarios"]
+    errors = sum(r["errors"] for r in scenarios.values())
+    ttfb = scenarios["stream 64 chunks c=1"]["ttfb_added_ms"]
     lines += [
         "",
-        f"streaming: added time to first byte {stream['ttfb_added_ms']:.3f} ms, "
-        f"added per chunk {stream['per_chunk_added_us']:.1f} µs "
-        f"(with tool calls: {tools['per_chunk_added_us']:.1f} µs)",
-        f"shim RSS: idle {results['rss_idle_mib']:.1f} MiB, peak {results['rss_peak_mib']:.1f} MiB;"
-        f" start to ready {results['start_to_ready_s']:.3f} s; errors {errors}",
+        f"streaming: added time to first byte {ttfb:.3f} ms; added per chunk {results['per_chunk_added_us']:.1f} µs "
+        "(1024-chunk minus 64-chunk stream, per extra chunk)",
+        f"shim RSS: idle {results['rss_idle_mib']:.1f} MiB, with 256 open streams "
+        f"{results['rss_256_streams_mib']:.1f} MiB, peak {results['rss_peak_mib']:.1f} MiB; "
+        f"start to ready {results['start_to_ready_s']:.3f} s; errors {errors}",
     ]
     return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no plot: pip install 'oai2ollama[bench]' for matplotlib)")
+        return
+    sweep = results["sweep"]
+    levels = sorted(sweep, key=int)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(levels, [sweep[c]["added_p50_ms"] for c in levels], marker="o", label="p50")
+    left.plot(levels, [sweep[c]["added_p99_ms"] for c in levels], marker="o", label="p99")
+    left.set(xscale="log", xlabel="concurrent requests", ylabel="added latency (ms)")
+    left.set_title("Latency the shim adds (non-stream chat)")
+    left.legend()
+    right.plot(levels, [sweep[c]["direct_rps"] for c in levels], marker="o", label="direct")
+    right.plot(levels, [sweep[c]["shim_rps"] for c in levels], marker="o", label="through shim")
+    right.set(xscale="log", xlabel="concurrent requests", ylabel="requests / s")
+    right.set_title("Throughput against a fake Ollama")
+    right.legend()
+    fig.suptitle(results["machine"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot written to {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Measure what oai2ollama adds.")
     parser.add_argument("--requests", type=int, default=400, help="requests per round at c=1")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--tokens", type=int, default=64, help="chunks per streamed answer")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--plot", type=Path, help="also sweep concurrency and plot it here")
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="the shim's loop"
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.rounds = 60, 1
@@ -283,6 +368,8 @@ def main() -> None:
     print(report(results))
     if args.json:
         args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    if args.plot:
+        plot(results, args.plot)
 
 
 if __name__ == "__main__":

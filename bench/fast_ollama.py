@@ -68,8 +68,16 @@ def with_tool_calls(lines: list[bytes], model: str = "bench") -> list[bytes]:
 
 
 def make_app(tokens: int, chunk_delay: float, dims: int) -> web.Application:
-    whole, lines = build(tokens)
-    tool_lines = with_tool_calls(lines)
+    """``tokens`` and ``chunk_delay`` are defaults; a request may ask for others with
+    ``options.num_predict`` and ``options.bench_delay`` (the shim passes unknown options on)."""
+    answers: dict[int, tuple[bytes, list[bytes], list[bytes]]] = {}
+
+    def answer(count: int) -> tuple[bytes, list[bytes], list[bytes]]:
+        if count not in answers:
+            whole, lines = build(count)
+            answers[count] = (whole, lines, with_tool_calls(lines))
+        return answers[count]
+
     tags = orjson.dumps(
         {"models": [{"name": "bench:latest", "model": "bench:latest", "modified_at": CREATED}]}
     )
@@ -78,13 +86,16 @@ def make_app(tokens: int, chunk_delay: float, dims: int) -> web.Application:
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
+        options = body.get("options") or {}
+        whole, lines, tool_lines = answer(options.get("num_predict", tokens))
+        delay = options.get("bench_delay", chunk_delay)
         if not body.get("stream", True):
             return web.Response(body=whole, content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         for line in tool_lines if body.get("tools") else lines:
-            if chunk_delay:
-                await asyncio.sleep(chunk_delay)
+            if delay:
+                await asyncio.sleep(delay)
             await response.write(line)
         await response.write_eof()
         return response

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "requests in flight get to finish before open streams end with an error (default 10)",
     )
 
+    add(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop if installed (pip install 'oai2ollama[speed]'), else asyncio "
+        "(default auto)",
+    )
     add(
         "--responses-store",
         type=_count,
@@ -431,16 +438,31 @@ async def check_ollama(runner: Any, settings: Settings, log: logging.Logger) -> 
     log.info("connected to Ollama %s at %s, %d models", found, settings.ollama_url, count)
 
 
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when asked for or (``auto``) when installed; else asyncio's own."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SettingsError("--loop uvloop: uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = settings_from(args, os.environ if env is None else env)
+        make_loop = loop_factory(args.loop)
     except SettingsError as exc:
         parser.error(str(exc))
     setup_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=make_loop) as runner:
+            runner.run(serve(settings))
     except OSError as exc:
         print(
             f"oai2ollama: error: cannot listen on {settings.host}:{settings.port}: "

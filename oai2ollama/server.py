@@ -230,7 +230,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.request(route, model, status, elapsed)
         if usage:
             metrics.usage(model, usage["prompt_tokens"], usage["completion_tokens"])
-        if request.app[SETTINGS].access_log:
+        if request.app[SETTINGS].access_log and access.isEnabledFor(logging.INFO):
             access.info(
                 "%s %s %s %d %.1fms%s",
                 request.method,
@@ -405,10 +405,19 @@ async def gather_all(coros: Iterable[Awaitable[Any]]) -> list[Any]:
             task.cancel()
 
 
-async def translate(translator: Any, lines: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    async for line in lines:
-        if not translator.done:
-            events = translator.feed(line)
+async def translate(
+    translator: Any, batches: AsyncIterator[list[dict[str, Any]]]
+) -> AsyncIterator[bytes]:
+    """Each line is translated as it arrives; the events of one network read go out as one
+    write."""
+    async for batch in batches:
+        events = b""
+        try:
+            for line in batch:
+                if not translator.done:
+                    events += translator.feed(line)
+        finally:
+            # What was translated before a failing line still goes out, ahead of the error.
             if events:
                 yield events
     if not translator.done:

@@ -99,8 +99,8 @@ class Ollama:
     @asynccontextmanager
     async def stream(
         self, path: str, payload: dict[str, Any], *, model: str | None = None
-    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        """POST and yield the answer's NDJSON objects one by one, as they arrive.
+    ) -> AsyncIterator[AsyncIterator[list[dict[str, Any]]]]:
+        """POST and yield the answer's NDJSON objects as they arrive, a batch per network read.
 
         An error status before the first byte is raised here, so the caller can still answer
         with a proper HTTP status; errors after that are raised by the iterator.
@@ -121,7 +121,7 @@ class Ollama:
                 if protocol is not None:
                     protocol.read_timeout = self._idle
                     protocol.start_timeout()
-            yield self._lines(resp)
+            yield self._batches(resp)
         finally:
             if resp.content.at_eof():
                 resp.release()
@@ -129,7 +129,9 @@ class Ollama:
                 # Closing the connection is how Ollama learns to stop generating.
                 resp.close()
 
-    async def _lines(self, resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    async def _batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
+        """The NDJSON objects of each network read, in order. A line split across reads is
+        kept until its end arrives; nothing else waits."""
         buffer = b""
         content = resp.content
         while True:
@@ -145,11 +147,11 @@ class Ollama:
             buffer = lines.pop()
             if len(buffer) > MAX_LINE:
                 raise UpstreamError("Ollama sent a line longer than the shim accepts.")
-            for line in lines:
-                if line.strip():
-                    yield parse_line(line)
+            batch = [parse_line(line) for line in lines if line.strip()]
+            if batch:
+                yield batch
         if buffer.strip():
-            yield parse_line(buffer)
+            yield [parse_line(buffer)]
 
     def _failure(self, exc: BaseException) -> APIError:
         """A transport failure → the error the client sees, naming the URL we tried."""

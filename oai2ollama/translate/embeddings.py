@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import math
-import sys
-from array import array
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,12 +98,14 @@ def shorten(vector: list[float], dimensions: int) -> list[float]:
     return [x / norm for x in cut] if norm else cut
 
 
+@functools.lru_cache(maxsize=16)
+def _packer(length: int) -> struct.Struct:
+    return struct.Struct(f"<{length}f")
+
+
 def encode_base64(vector: list[float]) -> str:
     """Little-endian float32, base64: what the OpenAI SDKs decode."""
-    data = array("f", vector)
-    if sys.byteorder == "big":
-        data.byteswap()
-    return base64.b64encode(data.tobytes()).decode()
+    return base64.b64encode(_packer(len(vector)).pack(*vector)).decode()
 
 
 def response(answer: Any, request: EmbeddingRequest) -> dict[str, Any]:
