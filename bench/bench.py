@@ -315,7 +315,7 @@ def report(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"streaming: added time to first byte {ttfb:.3f} ms; added per chunk "
-        f"{results['per_chunk_added_us']:.1f} µs (1024-chunk minus 64-chunk stream, per extra chunk)",
+        f"{results['per_chunk_added_us']:.1f} µs (1024 minus 64 chunks, per extra chunk)",
         f"shim RSS: idle {results['rss_idle_mib']:.1f} MiB, with 256 open streams "
         f"{results['rss_256_streams_mib']:.1f} MiB, peak {results['rss_peak_mib']:.1f} MiB; "
         f"start to ready {results['start_to_ready_s']:.3f} s; errors {errors}",
