@@ -201,6 +201,39 @@ async def wait_ready(url: str, limit: float = 10) -> float:
     raise SystemExit(f"{url} did not come up")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_per_chunk(
+    fake_url: str, shim_url: str, fake_pid: int, shim_pid: int, streams: int
+) -> tuple[float, float]:
+    """CPU per streamed chunk (µs) when chunks arrive one at a time, as from a real model: the
+    shim's (reading, translating, writing each one), and for scale, the fake Ollama's own for
+    the same stream sent directly (one write per chunk)."""
+    native = {
+        "model": "bench",
+        "messages": MESSAGES,
+        "stream": True,
+        "options": {"num_predict": 1024, "bench_delay": 0.0003},
+    }
+    openai = {**native, "max_tokens": 1024}
+    chunks = streams * 1025
+    used = []
+    async with aiohttp.ClientSession() as session:
+        for pid, url in ((shim_pid, f"{shim_url}/v1/chat/completions"), (fake_pid, None)):
+            target = url or f"{fake_url}/api/chat"
+            body = orjson.dumps(openai if url else native)
+            before = cpu_seconds(pid)
+            for _ in range(streams):
+                async with session.post(target, data=body) as resp:
+                    await resp.read()
+            used.append((cpu_seconds(pid) - before) / chunks * 1e6)
+    return used[0], used[1]
+
+
 async def open_streams(shim_url: str, pid: int, count: int) -> float:
     """Peak RSS (MiB) while ``count`` slow streams are open at once."""
     body = orjson.dumps(
@@ -227,6 +260,53 @@ async def open_streams(shim_url: str, pid: int, count: int) -> float:
             await asyncio.sleep(0.05)
         await asyncio.gather(*tasks)
     return peak
+
+
+async def litellm_side(args: argparse.Namespace, fake_url: str) -> dict[str, Any]:
+    """The same chat scenarios through a LiteLLM proxy, for comparison (not part of CI)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
+    launched = time.perf_counter()
+    proxy = await asyncio.create_subprocess_exec(
+        args.litellm,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        "ollama_chat/bench",
+        "--api_base",
+        fake_url,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    out: dict[str, Any] = {}
+    try:
+        await wait_ready(f"{url}/health/liveliness", limit=120)
+        out["start_to_ready_s"] = time.perf_counter() - launched
+        out["rss_idle_mib"] = rss_kib(proxy.pid) / 1024
+        n, rounds = args.requests, args.rounds
+        for label, stream, c in (
+            ("chat c=1", False, 1),
+            ("chat c=64", False, 64),
+            ("stream 64 chunks c=1", True, 1),
+        ):
+            direct, _ = chat_pair(fake_url, url, stream=stream, chunks=64)
+            body = {
+                "model": "ollama_chat/bench",
+                "messages": MESSAGES,
+                "stream": stream,
+                "max_tokens": 64,
+            }
+            via = Target("litellm", f"{url}/v1/chat/completions", orjson.dumps(body))
+            out[label] = await compare(direct, via, n * (4 if c > 1 else 1) // 2, c, rounds)
+        out["rss_peak_mib"] = rss_kib(proxy.pid, "VmHWM") / 1024
+    finally:
+        proxy.terminate()
+        await proxy.wait()
+    return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -280,13 +360,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             small = scenarios["stream 64 chunks c=1"]["added_p50_ms"]
             large = scenarios["stream 1024 chunks c=1"]["added_p50_ms"]
             results["per_chunk_added_us"] = (large - small) * 1000 / (1025 - 65)
+            shim_cpu, fake_cpu = await cpu_per_chunk(
+                fake_url, shim_url, fake.pid, shim.pid, args.rounds * 10
+            )
+            results["cpu_per_chunk_us"] = shim_cpu
+            results["fake_ollama_cpu_per_chunk_us"] = fake_cpu
             results["rss_256_streams_mib"] = await open_streams(shim_url, shim.pid, 256)
             results["rss_peak_mib"] = rss_kib(shim.pid, "VmHWM") / 1024
+            if args.litellm:
+                results["litellm"] = await litellm_side(args, fake_url)
             if args.plot:
                 results["sweep"] = {}
                 for c in SWEEP:
                     pair = chat_pair(fake_url, shim_url, stream=False, chunks=64)
-                    results["sweep"][c] = await compare(*pair, max(n, c * 20), c, rounds)
+                    results["sweep"][str(c)] = await compare(*pair, max(n, c * 20), c, rounds)
         finally:
             shim.terminate()
             await shim.wait()
@@ -315,11 +402,27 @@ def report(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"streaming: added time to first byte {ttfb:.3f} ms; added per chunk "
-        f"{results['per_chunk_added_us']:.1f} µs (1024 minus 64 chunks, per extra chunk)",
+        f"{results['per_chunk_added_us']:.1f} µs (1024 minus 64 chunks, per extra chunk); "
+        f"CPU per chunk arriving alone: shim {results['cpu_per_chunk_us']:.1f} µs, "
+        f"the fake Ollama sending it {results['fake_ollama_cpu_per_chunk_us']:.1f} µs",
         f"shim RSS: idle {results['rss_idle_mib']:.1f} MiB, with 256 open streams "
         f"{results['rss_256_streams_mib']:.1f} MiB, peak {results['rss_peak_mib']:.1f} MiB; "
         f"start to ready {results['start_to_ready_s']:.3f} s; errors {errors}",
     ]
+    litellm = results.get("litellm")
+    if litellm:
+        lines += ["", "LiteLLM proxy against the same fake Ollama:"]
+        for key in ("chat c=1", "chat c=64", "stream 64 chunks c=1"):
+            r = litellm[key]
+            lines.append(
+                f"{key:<30}{r['direct_p50_ms']:>9.3f}ms{r['shim_p50_ms']:>8.3f}ms"
+                f"{r['added_p50_ms']:>9.3f}ms{r['added_p99_ms']:>9.3f}ms"
+                f"{r['direct_rps']:>12.0f}{r['shim_rps']:>10.0f}{r['throughput_ratio']:>7.2f}"
+            )
+        lines.append(
+            f"LiteLLM RSS: idle {litellm['rss_idle_mib']:.1f} MiB, peak "
+            f"{litellm['rss_peak_mib']:.1f} MiB; start to ready {litellm['start_to_ready_s']:.1f} s"
+        )
     return "\n".join(lines)
 
 
@@ -334,14 +437,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
         return
     sweep = results["sweep"]
     levels = sorted(sweep, key=int)
+    xs = [int(c) for c in levels]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(levels, [sweep[c]["added_p50_ms"] for c in levels], marker="o", label="p50")
-    left.plot(levels, [sweep[c]["added_p99_ms"] for c in levels], marker="o", label="p99")
+    left.plot(xs, [sweep[c]["added_p50_ms"] for c in levels], marker="o", label="p50")
+    left.plot(xs, [sweep[c]["added_p99_ms"] for c in levels], marker="o", label="p99")
     left.set(xscale="log", xlabel="concurrent requests", ylabel="added latency (ms)")
     left.set_title("Latency the shim adds (non-stream chat)")
     left.legend()
-    right.plot(levels, [sweep[c]["direct_rps"] for c in levels], marker="o", label="direct")
-    right.plot(levels, [sweep[c]["shim_rps"] for c in levels], marker="o", label="through shim")
+    right.plot(xs, [sweep[c]["direct_rps"] for c in levels], marker="o", label="direct")
+    right.plot(xs, [sweep[c]["shim_rps"] for c in levels], marker="o", label="through shim")
     right.set(xscale="log", xlabel="concurrent requests", ylabel="requests / s")
     right.set_title("Throughput against a fake Ollama")
     right.legend()
@@ -360,6 +464,12 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="also sweep concurrency and plot it here")
     parser.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="the shim's loop"
+    )
+    parser.add_argument(
+        "--litellm",
+        metavar="PATH",
+        help="also run the chat scenarios through a LiteLLM proxy: the path of its `litellm` "
+        "command (pip install 'litellm[proxy]' in a separate venv)",
     )
     args = parser.parse_args()
     if args.quick:

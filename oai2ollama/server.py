@@ -347,28 +347,44 @@ async def generate(
             events = one_stream(ollama, surface.path, req.payload_for(0), target, translators[0])
         else:
             events = merged_streams(ollama, surface.path, req, target, translators)
-        started = request[EXCHANGE].started
-
-        def first_token() -> None:
-            app[METRICS].time_to_first_token(surface.path, time.perf_counter() - started)
-
-        app[METRICS].open_streams += 1
         try:
-            return await sse.respond(
-                request,
-                events,
-                headers=headers,
-                interval=app[SETTINGS].keepalive_interval,
-                streams=app[STREAMS],
-                on_first_token=first_token,
-                on_error=lambda err: app[METRICS].upstream_error(err.code),
-            )
+            return await stream_answer(request, events, headers, surface.path)
         finally:
-            app[METRICS].open_streams -= 1
             if all(t.done for t in translators):
                 prompt = translators[0].usage["prompt_tokens"]
                 generated = sum(t.usage["completion_tokens"] for t in translators)
                 request[EXCHANGE].usage = common.usage(prompt, generated)
+
+
+async def stream_answer(
+    request: web.Request,
+    events: AsyncGenerator[bytes, None],
+    headers: dict[str, str] | None,
+    route: str,
+    last_event: Callable[[APIError], bytes] = sse.error_event,
+) -> web.StreamResponse:
+    """Answer with SSE ``events``, counted in the metrics (open streams, first token, errors)."""
+    app = request.app
+    metrics = app[METRICS]
+    started = request[EXCHANGE].started
+
+    def first_token() -> None:
+        metrics.time_to_first_token(route, time.perf_counter() - started)
+
+    metrics.open_streams += 1
+    try:
+        return await sse.respond(
+            request,
+            events,
+            headers=headers,
+            interval=app[SETTINGS].keepalive_interval,
+            streams=app[STREAMS],
+            on_first_token=first_token,
+            on_error=lambda err: metrics.upstream_error(err.code),
+            last_event=last_event,
+        )
+    finally:
+        metrics.open_streams -= 1
 
 
 def truncation_warning(payload: dict[str, Any], chars: int, model: str) -> dict[str, str] | None:
@@ -512,19 +528,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             return json_response(out, headers=headers)
         translator = responses.ResponsesStream(req, response_id, created_at)
         events = one_stream(ollama, "/api/chat", payload, target, translator)
-        app[METRICS].open_streams += 1
-        try:
-            answered = await sse.respond(
-                request,
-                events,
-                headers=headers,
-                interval=settings.keepalive_interval,
-                streams=app[STREAMS],
-                on_error=lambda err: app[METRICS].upstream_error(err.code),
-                last_event=translator.failed,
-            )
-        finally:
-            app[METRICS].open_streams -= 1
+        answered = await stream_answer(request, events, headers, "/api/chat", translator.failed)
         if translator.done and translator.final is not None:
             exchange.usage = translator.usage
             if req.store:

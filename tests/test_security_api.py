@@ -140,9 +140,6 @@ def test_message_count_and_nesting_limits(base_url: str, ollama: FakeOllama) -> 
     status, _, body = request("POST", f"{base_url}/chat/completions", body=many)
     assert status == 400
     assert orjson.loads(body)["error"]["param"] == "messages"
-    deep: Any = "x"
-    for _ in range(2000):
-        deep = [deep]
     raw = b'{"model": "m", "messages": ' + b"[" * 2000 + b"]" * 2000 + b"}"
 
     async def post_raw() -> tuple[int, bytes]:
