@@ -9,20 +9,9 @@ import openai
 import pytest
 
 from .fake_ollama import FakeOllama, Reply
+from .samples import WEATHER_TOOL
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 def test_non_stream_answer(client: openai.OpenAI, ollama: FakeOllama) -> None:

@@ -20,20 +20,10 @@ from oai2ollama.translate.chat import RemoteImage
 
 from .conftest import ShimFactory
 from .fake_ollama import PNG, FakeOllama, Reply
+from .samples import WEATHER_TOOL
 
 MESSAGES = [{"role": "user", "content": "What's the weather in Paris?"}]
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER: Any = WEATHER_TOOL
 TIME: Any = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
 
 

@@ -15,19 +15,9 @@ from oai2ollama.translate import responses
 
 from .conftest import ShimFactory
 from .fake_ollama import FakeOllama, Reply
+from .samples import WEATHER_FLAT
 
-TOOLS: Any = [
-    {
-        "type": "function",
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    }
-]
+TOOLS: Any = [WEATHER_FLAT]
 WEATHER_CALL = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
 
 

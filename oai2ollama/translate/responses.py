@@ -132,17 +132,12 @@ def to_chat_body(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str,
     choice = body.get("tool_choice")
     if choice is not None:
         out["tool_choice"] = to_chat_tool_choice(choice)
-    for key in ("parallel_tool_calls", "temperature", "top_p"):
+    # `reasoning: {effort}` is read by the chat rules as it is.
+    for key in ("parallel_tool_calls", "temperature", "top_p", "reasoning"):
         if body.get(key) is not None:
             out[key] = body[key]
     if body.get("max_output_tokens") is not None:
         out["max_completion_tokens"] = body["max_output_tokens"]
-    reasoning = body.get("reasoning")
-    if reasoning is not None:
-        if not isinstance(reasoning, dict):
-            raise invalid_type("reasoning", "an object", reasoning)
-        if reasoning.get("effort") is not None:
-            out["reasoning_effort"] = reasoning["effort"]
     text = body.get("text")
     if text is not None:
         if not isinstance(text, dict):
