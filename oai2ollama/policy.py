@@ -128,6 +128,12 @@ def likely_truncated(text_chars: int, num_ctx: Any) -> bool:
     return isinstance(num_ctx, int) and num_ctx > 0 and text_chars / 6 > num_ctx
 
 
+def context_full(prompt_tokens: int, num_ctx: Any) -> bool:
+    """True when the prompt Ollama evaluated came within 2 % of ``num_ctx``: a prompt cut to fit
+    lands there, and one that fits so tightly leaves almost no room for the answer either."""
+    return isinstance(num_ctx, int) and num_ctx > 0 and prompt_tokens >= num_ctx * 0.98
+
+
 # --------------------------------------------------------------------------------------------
 # The config file
 

@@ -340,6 +340,7 @@ async def generate(
             )
             answer = surface.complete(answers, req, completion_id=completion_id, created=created)
             request[EXCHANGE].usage = answer["usage"]
+            headers = headers or context_full_warning(req.payload, answers, target)
             return json_response(answer, headers=headers)
 
         translators = [surface.stream(completion_id, created, req, i) for i in range(req.choices)]
@@ -395,6 +396,22 @@ def truncation_warning(payload: dict[str, Any], chars: int, model: str) -> dict[
     return {
         WARNING_HEADER: f"prompt-truncated; num_ctx={num_ctx}; chars={chars}; "
         "Ollama keeps the system prompt and the newest messages and drops the rest"
+    }
+
+
+def context_full_warning(
+    payload: dict[str, Any], answers: list[dict[str, Any]], model: str
+) -> dict[str, str] | None:
+    """After the fact: Ollama evaluated a prompt that filled the context, so it may have dropped
+    the oldest messages to make it fit."""
+    num_ctx = (payload.get("options") or {}).get("num_ctx")
+    evaluated = max((a.get("prompt_eval_count") or 0 for a in answers), default=0)
+    if not policy.context_full(evaluated, num_ctx):
+        return None
+    log.warning("prompt of %d tokens filled num_ctx=%s for %s", evaluated, num_ctx, model)
+    return {
+        WARNING_HEADER: f"context-full; num_ctx={num_ctx}; prompt_tokens={evaluated}; "
+        "Ollama may have dropped the oldest messages to make the prompt fit"
     }
 
 

@@ -137,3 +137,16 @@ def test_length_finish_reason_is_reported(aliased: openai.OpenAI, ollama: FakeOl
     ollama.queue(Reply(done_reason="length"))
     out = aliased.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert out.choices[0].finish_reason == "length"
+
+
+def test_a_prompt_that_filled_the_context_gets_a_warning_header(
+    aliased: openai.OpenAI, ollama: FakeOllama
+) -> None:
+    # Short in characters (no warning before sending), but Ollama evaluated 4090 of 4096 tokens.
+    ollama.queue(Reply(prompt_eval_count=4090), Reply(prompt_eval_count=300))
+    raw = aliased.chat.completions.with_raw_response.create(model="llama3.2", messages=MESSAGES)
+    warning = raw.headers.get("x-oai2ollama-warning", "")
+    assert warning.startswith("context-full")
+    assert "prompt_tokens=4090" in warning
+    raw = aliased.chat.completions.with_raw_response.create(model="llama3.2", messages=MESSAGES)
+    assert "x-oai2ollama-warning" not in raw.headers

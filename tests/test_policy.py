@@ -13,6 +13,7 @@ from oai2ollama.policy import (
     ModelPolicy,
     Profile,
     apply,
+    context_full,
     likely_truncated,
     load_config,
     needs_context_length,
@@ -111,6 +112,12 @@ def test_context_length_from_show_and_tags() -> None:
     assert context_length_of(show) == 40960
     assert context_length_of({"details": {"context_length": 8192}}) == 8192
     assert context_length_of({"model_info": {}}) is None
+
+
+def test_context_full() -> None:
+    assert context_full(4090, 4096)
+    assert not context_full(3000, 4096)
+    assert not context_full(5000, None)
 
 
 def test_likely_truncated() -> None:
