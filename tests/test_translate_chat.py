@@ -8,7 +8,13 @@ import orjson
 import pytest
 
 from oai2ollama.errors import InvalidRequest
-from oai2ollama.translate.chat import ChatRequest, ChatStream, completion, parse_request
+from oai2ollama.translate.chat import (
+    IGNORED_FIELDS,
+    ChatRequest,
+    ChatStream,
+    completion,
+    parse_request,
+)
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -258,10 +264,9 @@ def test_tools_pass_through_and_tool_choice_none_drops_them() -> None:
 
 
 def test_ignored_fields_are_accepted() -> None:
-    out = payload(
-        user="u", store=True, metadata={"a": "b"}, logit_bias={"1": 2}, service_tier="auto"
-    )
-    assert out == {"model": "m", "messages": USER, "stream": False}
+    values = {"user": "u", "store": True, "metadata": {"a": "b"}, "logit_bias": {"1": 2}}
+    body = {field: values.get(field, "x") for field in IGNORED_FIELDS}
+    assert payload(**body) == {"model": "m", "messages": USER, "stream": False}
 
 
 def test_audio_output_is_refused() -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-
 from oai2ollama.errors import ModelNotFound
-from oai2ollama.translate.models import created_from, find_model, model_list, owned_by
+from oai2ollama.translate.models import (
+    created_from,
+    entry_for,
+    model_list,
+    model_object,
+    not_found,
+    owned_by,
+)
 
 TAGS = {
     "models": [
@@ -51,15 +56,16 @@ def test_owned_by() -> None:
     assert owned_by("qwen3:8b") == "library"
 
 
-def test_find_model_accepts_the_implicit_latest_tag() -> None:
-    assert find_model(TAGS, "llama3.2")["id"] == "llama3.2"
-    assert find_model(TAGS, "llama3.2:latest")["id"] == "llama3.2:latest"
-    assert find_model(TAGS, "me/tuned:q4")["owned_by"] == "me"
+def test_entry_for_accepts_the_implicit_latest_tag() -> None:
+    assert model_object(entry_for(TAGS, "llama3.2") or {}, "llama3.2")["id"] == "llama3.2"
+    assert (entry_for(TAGS, "llama3.2:latest") or {})["name"] == "llama3.2:latest"
+    assert model_object(entry_for(TAGS, "me/tuned:q4") or {})["owned_by"] == "me"
+    assert entry_for(TAGS, "gpt-4o") is None
 
 
-def test_find_model_unknown_is_model_not_found() -> None:
-    with pytest.raises(ModelNotFound) as info:
-        find_model(TAGS, "gpt-4o")
-    assert info.value.status == 404
-    assert info.value.code == "model_not_found"
-    assert "gpt-4o" in info.value.message
+def test_unknown_model_is_model_not_found() -> None:
+    err = not_found("gpt-4o")
+    assert isinstance(err, ModelNotFound)
+    assert err.status == 404
+    assert err.code == "model_not_found"
+    assert "gpt-4o" in err.message

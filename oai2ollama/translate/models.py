@@ -103,10 +103,3 @@ def not_found(model_id: str) -> ModelNotFound:
         f"(pull it with: ollama pull {model_id}).",
         param="model",
     )
-
-
-def find_model(tags: Any, model_id: str) -> dict[str, Any]:
-    entry = entry_for(tags, model_id)
-    if entry is None:
-        raise not_found(model_id)
-    return model_object(entry, model_id)
