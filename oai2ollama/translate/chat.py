@@ -136,14 +136,8 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
     common.add_ollama_fields(payload, body, fmt=tool_plan.format)
     if common.optional_bool(body, "logprobs"):
         payload["logprobs"] = True
-        top = common.optional_int(body, "top_logprobs", 0)
+        top = common.optional_int(body, "top_logprobs", 0, hi=20)
         if top is not None:
-            if top > 20:
-                raise InvalidRequest(
-                    "Invalid value for 'top_logprobs': must be between 0 and 20.",
-                    param="top_logprobs",
-                    code="invalid_value",
-                )
             payload["top_logprobs"] = top
     elif body.get("top_logprobs") is not None:
         raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")

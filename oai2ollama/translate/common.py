@@ -152,7 +152,11 @@ def optional_number(
 
 
 def optional_int(
-    body: Mapping[str, Any], key: str, lo: int | None = None, param: str | None = None
+    body: Mapping[str, Any],
+    key: str,
+    lo: int | None = None,
+    param: str | None = None,
+    hi: int | None = None,
 ) -> int | None:
     value = body.get(key)
     if value is None:
@@ -163,6 +167,12 @@ def optional_int(
     if lo is not None and value < lo:
         raise InvalidRequest(
             f"Invalid value for '{param}': {value} is less than the minimum of {lo}.",
+            param=param,
+            code="invalid_value",
+        )
+    if hi is not None and value > hi:
+        raise InvalidRequest(
+            f"Invalid value for '{param}': {value} is more than the maximum of {hi}.",
             param=param,
             code="invalid_value",
         )

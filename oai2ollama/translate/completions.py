@@ -89,14 +89,8 @@ def parse_request(body: Any) -> CompletionRequest:
     if raw is not None:
         payload["raw"] = raw
     common.add_ollama_fields(payload, body)
-    logprobs = common.optional_int(body, "logprobs", 0)
+    logprobs = common.optional_int(body, "logprobs", 0, hi=5)
     if logprobs is not None:
-        if logprobs > 5:
-            raise InvalidRequest(
-                "Invalid value for 'logprobs': must be between 0 and 5.",
-                param="logprobs",
-                code="invalid_value",
-            )
         payload["logprobs"] = True
         payload["top_logprobs"] = logprobs
     return CompletionRequest(
