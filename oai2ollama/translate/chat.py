@@ -436,7 +436,7 @@ def completion(
 ) -> dict[str, Any]:
     """Ollama's answers (one per choice) → an OpenAI ``chat.completion``."""
     choices = [choice(answer, i, request.tools) for i, answer in enumerate(answers)]
-    prompt = sum(a.get("prompt_eval_count") or 0 for a in answers[:1])
+    prompt = answers[0].get("prompt_eval_count") or 0  # the same prompt for every choice
     generated = sum(a.get("eval_count") or 0 for a in answers)
     return {
         "id": completion_id,
