@@ -79,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add(
+        "--client-header-timeout",
+        type=_seconds,
+        help="seconds a client has to send a request's headers once it starts; then the "
+        "connection is closed (default 10; 0 = no limit)",
+    )
+    add(
+        "--client-body-timeout",
+        type=_seconds,
+        help="seconds a client has to send a request's body; then 408 (default 60; 0 = no limit)",
+    )
+    add(
+        "--client-idle-timeout",
+        type=_seconds,
+        help="seconds a connection may stay idle before or between requests; then it is closed "
+        "(default 75; 0 = no limit)",
+    )
+    add(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -324,6 +341,10 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     except ConfigError as exc:
         raise SettingsError(str(exc)) from None
     host = pick(args.host, "OAI2OLLAMA_HOST") or DEFAULT_HOST
+    client_timeouts = {
+        name: _seconds_setting(getattr(args, name), f"OAI2OLLAMA_{name.upper()}", env)
+        for name in ("client_header_timeout", "client_body_timeout", "client_idle_timeout")
+    }
     keys = api_keys(args, env)
     if not keys and not args.allow_unauthenticated and not is_loopback(host):
         raise SettingsError(
@@ -352,12 +373,26 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         cors_origins=tuple(args.cors_origin),
         responses_store=args.responses_store,
         max_body_size=args.max_body_size,
+        **{k: v for k, v in client_timeouts.items() if v is not None},
         allow_image_urls=bool(
             args.allow_image_urls or _truthy(env.get("OAI2OLLAMA_ALLOW_IMAGE_URLS"))
         ),
         image_max_bytes=args.image_max_bytes,
         image_timeout=args.image_timeout or 10.0,
     )
+
+
+def _seconds_setting(flag: float | None, name: str, env: Mapping[str, str]) -> float | None:
+    """A number of seconds from its flag, else its environment variable, else None."""
+    if flag is not None:
+        return flag
+    text = env.get(name)
+    if not text:
+        return None
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
 
 
 def api_keys(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:

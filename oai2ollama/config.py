@@ -42,6 +42,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
     responses_store: int = 256  # Responses kept in memory for previous_response_id; 0 = none
     max_body_size: int = 16 * 1024 * 1024
+    # Clients: seconds for a request's headers to arrive once it starts, for its body to arrive,
+    # and a connection may sit idle between requests; 0 disables one.
+    client_header_timeout: float = 10.0
+    client_body_timeout: float = 60.0
+    client_idle_timeout: float = 75.0
     # Fetching http(s) image URLs for vision models: off unless enabled.
     allow_image_urls: bool = False
     image_max_bytes: int = 10 * 1024 * 1024

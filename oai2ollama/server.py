@@ -28,6 +28,7 @@ from .middlewares import (
     error_middleware,
     observe_middleware,
 )
+from .protocol import EdgeRunner
 from .state import (
     CATALOG,
     IMAGES,
@@ -46,6 +47,8 @@ from .upstream import Ollama
 log = logging.getLogger("oai2ollama")
 
 __all__ = ["OLLAMA", "bound_port", "create_app", "start"]
+
+NO_LIMIT = 365 * 24 * 3600.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -118,11 +121,14 @@ async def start(settings: Settings) -> web.AppRunner:
     ``handler_cancellation``: a client that goes away cancels its handler, and with it the
     upstream request, so Ollama stops generating for nobody.
     """
-    runner = web.AppRunner(
+    runner = EdgeRunner(
         create_app(settings),
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=settings.shutdown_grace + 2,
+        header_timeout=settings.client_header_timeout,
+        # aiohttp closes a connection idle for this long, and one that never sends a request.
+        keepalive_timeout=settings.client_idle_timeout or NO_LIMIT,
     )
     await runner.setup()
     try:

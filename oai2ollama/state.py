@@ -3,6 +3,7 @@ record, and the JSON edges of a request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from .errors import APIError, InvalidRequest
 from .images import ImageFetcher
 from .limiter import Limiter
 from .metrics import Metrics
+from .protocol import RequestTimeout
 from .store import ResponseStore
 from .upstream import Ollama
 
@@ -68,7 +70,17 @@ def error_response(err: APIError) -> web.Response:
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
+    limit = request.app[SETTINGS].client_body_timeout
+    if limit and not request.content.is_eof():  # a body already here needs no timer
+        try:
+            async with asyncio.timeout(limit):
+                raw = await request.read()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body did not arrive within {limit:g} seconds."
+            ) from None
+    else:
+        raw = await request.read()
     if request.app[SETTINGS].log_bodies:
         log.debug(
             "%s %s body: %s", request.method, request.path, raw[:65536].decode(errors="replace")
