@@ -17,8 +17,9 @@ from typing import Any, NoReturn
 from . import __version__
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings, SettingsError, parse_ollama_url
 from .errors import APIError
+from .exchange import parse_networks
 from .logs import setup_logging
-from .policy import ConfigError, ModelPolicy, load_config, policy_from
+from .policy import ConfigError, ModelPolicy, check_keep_alive, load_config, policy_from
 from .server import OLLAMA, bound_port, start
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -27,6 +28,9 @@ ENV_HELP = """environment:
   OAI2OLLAMA_HOST       same as --host
   OAI2OLLAMA_PORT       same as --port
   OAI2OLLAMA_API_KEY    same as --api-key (several: comma-separated)
+  OAI2OLLAMA_TRUSTED_PROXY  same as --trusted-proxy (several: comma-separated)
+  OAI2OLLAMA_CLIENT_HEADER_TIMEOUT, OAI2OLLAMA_CLIENT_BODY_TIMEOUT, OAI2OLLAMA_CLIENT_IDLE_TIMEOUT
+                        same as the --client-*-timeout flags
   OAI2OLLAMA_LOG_LEVEL  same as --log-level
   OAI2OLLAMA_CONFIG     same as --config
 Flags win over the environment.
@@ -167,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="listen on a non-loopback address without an API key (refused otherwise)",
     )
     add(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="a reverse proxy (address or CIDR block) whose X-Forwarded-For names the client in "
+        "the log; repeatable (also $OAI2OLLAMA_TRUSTED_PROXY, comma-separated)",
+    )
+    add(
         "--cors-origin",
         action="append",
         default=[],
@@ -246,7 +258,7 @@ def policy_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ModelP
     if args.num_ctx is not None:
         flags["num_ctx"] = args.num_ctx
     if args.keep_alive is not None:
-        flags["keep_alive"] = _keep_alive(args.keep_alive)
+        flags["keep_alive"] = check_keep_alive(args.keep_alive, "--keep-alive")
     defaults = (
         {**data.get("defaults", {}), **flags}
         if isinstance(data.get("defaults", {}), dict)
@@ -269,14 +281,6 @@ def policy_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ModelP
     if args.max_num_ctx is not None:
         merged["max_num_ctx"] = args.max_num_ctx
     return policy_from(merged, where=str(path) if path else "flags")
-
-
-def _keep_alive(text: str) -> str | int:
-    """Ollama takes seconds as a number and durations as strings."""
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def _whole(text: str, what: str, lo: int, hi: int | None = None) -> int:
@@ -370,6 +374,7 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
         shutdown_grace=args.shutdown_grace,
+        trusted_proxies=trusted_proxies(args, env),
         cors_origins=tuple(args.cors_origin),
         responses_store=args.responses_store,
         max_body_size=args.max_body_size,
@@ -378,7 +383,7 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             args.allow_image_urls or _truthy(env.get("OAI2OLLAMA_ALLOW_IMAGE_URLS"))
         ),
         image_max_bytes=args.image_max_bytes,
-        image_timeout=args.image_timeout or 10.0,
+        image_timeout=args.image_timeout or None,
     )
 
 
@@ -395,11 +400,30 @@ def _seconds_setting(flag: float | None, name: str, env: Mapping[str, str]) -> f
         raise SettingsError(f"{name}: {exc}") from None
 
 
+def trusted_proxies(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
+    values = list(args.trusted_proxy)
+    source = "--trusted-proxy"
+    if not values:
+        values = [v for v in env.get("OAI2OLLAMA_TRUSTED_PROXY", "").split(",") if v.strip()]
+        source = "OAI2OLLAMA_TRUSTED_PROXY"
+    try:
+        parse_networks(tuple(values))
+    except ValueError as exc:
+        raise SettingsError(f"{source}: {exc}") from None
+    return tuple(v.strip() for v in values)
+
+
 def api_keys(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
-    """Keys from the flags, else the environment (comma-separated), plus the key file."""
-    keys = [k.strip() for k in args.api_key if k.strip()]
-    if not keys:
-        keys = [k.strip() for k in env.get("OAI2OLLAMA_API_KEY", "").split(",") if k.strip()]
+    """Keys from the flags, else the environment (comma-separated), plus the key file.
+
+    An empty key is refused rather than ignored: it is usually an unset variable, and ignoring
+    it would run the server with no key at all."""
+    keys = [k.strip() for k in args.api_key]
+    if any(not k for k in keys):
+        raise SettingsError("--api-key is empty (an unset variable?); give the key itself")
+    from_env = not keys and "OAI2OLLAMA_API_KEY" in env
+    if from_env:
+        keys = [k.strip() for k in env["OAI2OLLAMA_API_KEY"].split(",") if k.strip()]
     if args.api_key_file:
         try:
             text = Path(args.api_key_file).read_text()
@@ -409,6 +433,11 @@ def api_keys(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...
         keys += [k for k in found if k and not k.startswith("#")]
         if not keys:
             raise SettingsError(f"--api-key-file {args.api_key_file!r} holds no key")
+    if from_env and not keys:
+        raise SettingsError(
+            "OAI2OLLAMA_API_KEY is set but holds no key (an unset variable?); give the key, "
+            "or unset it"
+        )
     return tuple(dict.fromkeys(keys))
 
 
@@ -431,13 +460,7 @@ async def serve(settings: Settings) -> None:
     runner = await start(settings)
     try:
         bound = dataclasses.replace(settings, port=bound_port(runner, settings.port))
-        log.info(
-            "oai2ollama %s listening on %s, forwarding to Ollama at %s%s",
-            __version__,
-            bound.base_url,
-            settings.ollama_url,
-            " (API key required)" if settings.api_keys else "",
-        )
+        log.info(listening_message(bound))
         if (
             settings.allow_unauthenticated
             and not is_loopback(settings.host)
@@ -457,6 +480,16 @@ async def serve(settings: Settings) -> None:
         log.info("shutting down: in-flight requests get up to %gs", settings.shutdown_grace)
     finally:
         await runner.cleanup()
+
+
+def listening_message(bound: Settings) -> str:
+    """The start-up line: the address really bound, and the URL for a client on this machine."""
+    host = f"[{bound.host}]" if ":" in bound.host else bound.host
+    return (
+        f"oai2ollama {__version__} listening on {host}:{bound.port} (clients here: "
+        f"{bound.base_url}), forwarding to Ollama at {bound.ollama_url}"
+        + (" (API key required)" if bound.api_keys else "")
+    )
 
 
 async def check_ollama(runner: Any, settings: Settings, log: logging.Logger) -> None:

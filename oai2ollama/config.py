@@ -39,6 +39,7 @@ class Settings:
     max_concurrency: int = 0
     max_queue: int = 64
     shutdown_grace: float = 10.0
+    trusted_proxies: tuple[str, ...] = ()  # addresses or CIDR blocks whose X-Forwarded-For counts
     cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
     responses_store: int = 256  # Responses kept in memory for previous_response_id; 0 = none
     max_body_size: int = 16 * 1024 * 1024
@@ -50,7 +51,7 @@ class Settings:
     # Fetching http(s) image URLs for vision models: off unless enabled.
     allow_image_urls: bool = False
     image_max_bytes: int = 10 * 1024 * 1024
-    image_timeout: float = 10.0
+    image_timeout: float | None = 10.0  # None (or 0): no limit
     # Aliases and per-model defaults, from the config file and flags.
     policy: ModelPolicy = field(default_factory=ModelPolicy, hash=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hmac
 import logging
@@ -17,17 +18,28 @@ from .errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     PermissionDenied,
+    ShuttingDown,
     Unauthorized,
     UnknownURL,
 )
-from .state import EXCHANGE, METRICS, SETTINGS, Exchange, Handler, error_response
+from .exchange import CURRENT, client_address
+from .protocol import REQUEST_ID, new_request_id
+from .state import (
+    EXCHANGE,
+    IN_FLIGHT,
+    METRICS,
+    SETTINGS,
+    Exchange,
+    Handler,
+    error_response,
+)
 
 log = logging.getLogger("oai2ollama")
 access = logging.getLogger("oai2ollama.access")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
-EXPOSED_HEADERS = "X-Oai2ollama-Warning, Retry-After"
+EXPOSED_HEADERS = "X-Oai2ollama-Warning, Retry-After, X-Request-Id"
 
 
 @web.middleware
@@ -35,12 +47,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except APIError as err:
-        return error_response(err)
+        return _answer(request, err)
     except web.HTTPException as exc:
-        return error_response(_from_http_exception(request, exc))
+        return _answer(request, _from_http_exception(request, exc))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(APIError("The server had an error while processing your request."))
+        err = APIError("The server had an error while processing your request.")
+        return _answer(request, err, counted=False)
+
+
+def _answer(request: web.Request, err: APIError, *, counted: bool = True) -> web.Response:
+    request[EXCHANGE].error = err.code or err.type
+    if counted and err.status >= 500:
+        request.app[METRICS].upstream_error(err.code)
+    return error_response(err)
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIError:
@@ -84,7 +104,7 @@ def auth_middleware(keys: Iterable[str]) -> Callable[[web.Request, Handler], Awa
 
 
 def cors_middleware(patterns: tuple[str, ...]) -> Callable[[web.Request, Handler], Awaitable[Any]]:
-    """Answers preflights for allowed origins; `_cors_headers` marks the real responses."""
+    """Answers preflights for allowed origins; `cors_headers` marks the real responses."""
 
     @web.middleware
     async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -97,19 +117,34 @@ def cors_middleware(patterns: tuple[str, ...]) -> Callable[[web.Request, Handler
             return await handler(request)
         if not origin_allowed(origin, patterns):
             return error_response(PermissionDenied(f"Origin {origin!r} is not allowed."))
+        methods = allowed_methods(request)
+        if methods is None:
+            return await handler(request)  # no such route: its 404
         asked = request.headers.get("Access-Control-Request-Headers", "authorization, content-type")
         return web.Response(
             status=204,
             headers={
                 "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Methods": methods,
                 "Access-Control-Allow-Headers": asked,
                 "Access-Control-Max-Age": "600",
-                "Vary": "Origin",
             },
         )
 
     return preflight
+
+
+def allowed_methods(request: web.Request) -> str | None:
+    """The methods the requested route answers (a preflight is an OPTIONS request, which no
+    route has, so the router's 405 lists them); None for a path with no route."""
+    exc = getattr(request.match_info, "http_exception", None)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        methods = set(exc.allowed_methods)
+    elif exc is None:
+        methods = {request.method}
+    else:
+        return None
+    return ", ".join(sorted(methods | {"OPTIONS"}))
 
 
 def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
@@ -117,60 +152,99 @@ def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
 
 
 async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """With CORS on, every answer depends on the Origin header: say so to caches."""
+    vary = response.headers.get("Vary")
+    if vary is None:
+        response.headers["Vary"] = "Origin"
+    elif "origin" not in vary.lower():
+        response.headers["Vary"] = f"{vary}, Origin"
     origin = request.headers.get("Origin")
     if origin and origin_allowed(origin, request.app[SETTINGS].cors_origins):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-        response.headers["Vary"] = "Origin"
+
+
+def _valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
 
 
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Metrics and the access log: one line per request, with model, status, time and tokens."""
+    """The request's id, metrics and the access log: one line per request, with model, status,
+    time and tokens. Outermost, so it sees every answer, errors included."""
     started = time.perf_counter()
-    exchange = request[EXCHANGE] = Exchange(started)
+    request_id = request.headers.get(REQUEST_ID)
+    if request_id is None or not _valid_request_id(request_id):
+        request_id = new_request_id()
+    task = asyncio.current_task()
+    exchange = request[EXCHANGE] = Exchange(started, request_id, task)
+    CURRENT.set(request)
+    app = request.app
+    in_flight = app[IN_FLIGHT]
+    in_flight.add(exchange)
     status = 499  # the client went away unless we learn otherwise
     try:
-        response = await handler(request)
-        status = response.status
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            if not exchange.stopping or task is None:
+                raise
+            task.uncancel()  # cancelled by shutdown, not by the client: tell it
+            err = ShuttingDown("The server is shutting down; retry the request.")
+            exchange.error = err.code
+            response = error_response(err)
+        status = exchange.status or response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID] = request_id
         return response
-    except APIError as err:
-        status = err.status
-        if status >= 500:
-            request.app[METRICS].upstream_error(err.code)
-        raise
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except Exception:
-        status = 500
+    except asyncio.CancelledError:
+        if exchange.status is not None:  # a stream ended by shutdown, with an error event
+            status = exchange.status
         raise
     finally:
+        in_flight.discard(exchange)
         elapsed = time.perf_counter() - started
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unknown"
         model = exchange.model
         usage = exchange.usage
-        metrics = request.app[METRICS]
-        metrics.request(route, model, status, elapsed)
+        metrics = app[METRICS]
+        label = metrics.model_label(model, exchange.target, status)
+        metrics.request(route, label, status, elapsed)
         if usage:
-            metrics.usage(model, usage["prompt_tokens"], usage["completion_tokens"])
-        if request.app[SETTINGS].access_log and access.isEnabledFor(logging.INFO):
-            access.info(
-                "%s %s %s %d %.1fms%s",
-                request.method,
-                request.path,
-                model or "-",
-                status,
-                elapsed * 1000,
-                f" tokens={usage['prompt_tokens']}+{usage['completion_tokens']}" if usage else "",
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "model": model,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "prompt_tokens": usage["prompt_tokens"] if usage else None,
-                    "completion_tokens": usage["completion_tokens"] if usage else None,
-                },
-            )
+            metrics.usage(label, usage["prompt_tokens"], usage["completion_tokens"])
+        if app[SETTINGS].access_log and access.isEnabledFor(logging.INFO):
+            _access_line(request, exchange, status, elapsed)
+
+
+def _access_line(request: web.Request, exchange: Exchange, status: int, elapsed: float) -> None:
+    model, target, usage = exchange.model, exchange.target, exchange.usage
+    client = client_address(request, exchange)
+    access.info(
+        "%s %s %s %d %.1fms%s%s%s%s client=%s id=%s",
+        request.method,
+        request.path,
+        model or "-",
+        status,
+        elapsed * 1000,
+        f" tokens={usage['prompt_tokens']}+{usage['completion_tokens']}" if usage else "",
+        f" local={target}" if target and target != model else "",
+        " stream" if exchange.stream else "",
+        f" error={exchange.error}" if exchange.error else "",
+        client or "-",
+        exchange.request_id,
+        extra={
+            "request_id": exchange.request_id,
+            "client": client,
+            "method": request.method,
+            "path": request.path,
+            "model": model,
+            "local_model": target,
+            "stream": exchange.stream,
+            "status": status,
+            "error": exchange.error,
+            "duration_ms": round(elapsed * 1000, 3),
+            "prompt_tokens": usage["prompt_tokens"] if usage else None,
+            "completion_tokens": usage["completion_tokens"] if usage else None,
+        },
+    )

@@ -74,7 +74,7 @@ async def generate(
     """The shared flow of chat and text completions: one or n generations, whole or streamed."""
     app = request.app
     async with app[LIMITER].slot():
-        target = await app[CATALOG].prepare(req.payload, req.model)
+        target = request[EXCHANGE].target = await app[CATALOG].prepare(req.payload, req.model)
         headers = truncation_warning(req.payload, chars, target)
         ollama = app[OLLAMA]
         completion_id, created = new_id(surface.id_prefix), int(time.time())
@@ -94,7 +94,7 @@ async def generate(
         else:
             events = merged_streams(ollama, surface.path, req, target, translators)
         try:
-            return await stream_answer(request, events, headers, surface.path)
+            return await stream_answer(request, events, headers)
         finally:
             if all(t.done for t in translators):
                 prompt = translators[0].usage["prompt_tokens"]
@@ -106,13 +106,13 @@ async def stream_answer(
     request: web.Request,
     events: AsyncGenerator[bytes, None],
     headers: dict[str, str] | None,
-    route: str,
     last_event: Callable[[APIError], bytes] = sse.error_event,
 ) -> web.StreamResponse:
     """Answer with SSE ``events``, counted in the metrics (open streams, first token, errors)."""
     app = request.app
     metrics = app[METRICS]
     started = request[EXCHANGE].started
+    route = request.match_info.route.resource.canonical  # type: ignore[union-attr]
 
     def first_token() -> None:
         metrics.time_to_first_token(route, time.perf_counter() - started)
@@ -165,7 +165,7 @@ async def embeddings_handler(request: web.Request) -> web.Response:
     request[EXCHANGE].model = req.model
     app = request.app
     async with app[LIMITER].slot():
-        target = await app[CATALOG].prepare(req.payload, req.model)
+        target = request[EXCHANGE].target = await app[CATALOG].prepare(req.payload, req.model)
         headers = truncation_warning(req.payload, req.text_chars, target)
         answer = await app[OLLAMA].post("/api/embed", req.payload, model=target)
     out = embeddings.response(answer, req)
@@ -277,7 +277,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         await app[IMAGES].fill(req.chat)
     async with app[LIMITER].slot():
         payload = req.chat.payload
-        target = await app[CATALOG].prepare(payload, req.model)
+        target = exchange.target = await app[CATALOG].prepare(payload, req.model)
         headers = truncation_warning(payload, req.chat.text_chars, target)
         ollama = app[OLLAMA]
         response_id, created_at = new_id("resp_"), int(time.time())
@@ -290,7 +290,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             return json_response(out, headers=headers)
         translator = responses.ResponsesStream(req, response_id, created_at)
         events = one_stream(ollama, "/api/chat", payload, target, translator)
-        answered = await stream_answer(request, events, headers, "/api/chat", translator.failed)
+        answered = await stream_answer(request, events, headers, translator.failed)
         if translator.done and translator.final is not None:
             exchange.usage = translator.usage
             if req.store:

@@ -7,6 +7,8 @@ The operator's rules for which local model answers a name and how it is run. Eve
 from __future__ import annotations
 
 import fnmatch
+import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +60,16 @@ class ModelPolicy:
         for pattern, target in self.aliases:
             if fnmatch.fnmatchcase(name, pattern):
                 return target
+        return None
+
+    def alias_pattern(self, name: str) -> str | None:
+        """The alias entry that answers ``name``: the name itself or the matching pattern."""
+        for pattern, _ in self.aliases:
+            if pattern == name:
+                return pattern
+        for pattern, _ in self.aliases:
+            if fnmatch.fnmatchcase(name, pattern):
+                return pattern
         return None
 
     def listed_aliases(self) -> list[tuple[str, str]]:
@@ -187,6 +199,35 @@ def policy_from(data: Mapping[str, Any], *, where: str = "config") -> ModelPolic
     )
 
 
+# Go's time.ParseDuration, which is how Ollama reads a keep_alive string.
+_GO_DURATION = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+
+
+def check_keep_alive(value: Any, where: str) -> str | int | float:
+    """A keep_alive Ollama accepts: seconds (a number, or text that is one; negative = for ever)
+    or a Go duration such as ``30m`` or ``1h30m``. Text that is a number becomes the number."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            if text == "0" or _GO_DURATION.fullmatch(text):
+                return text
+        else:
+            if math.isfinite(number):
+                return number
+    elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    raise ConfigError(
+        f"{where} {value!r}: not a duration ('30m', '1h30m') or a number of seconds "
+        "('-1' keeps the model loaded for ever)"
+    )
+
+
 def _profile(table: Any, where: str) -> Profile:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
@@ -201,10 +242,8 @@ def _profile(table: Any, where: str) -> Profile:
     ):
         raise ConfigError(f'{where}: num_ctx must be a number of tokens or "auto"')
     keep_alive = table.get("keep_alive")
-    if keep_alive is not None and (
-        isinstance(keep_alive, bool) or not isinstance(keep_alive, str | int | float)
-    ):
-        raise ConfigError(f'{where}: keep_alive must be a duration ("30m") or seconds')
+    if keep_alive is not None:
+        keep_alive = check_keep_alive(keep_alive, f"{where}: keep_alive")
     options = table.get("options", {})
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: options must be a table")

@@ -18,6 +18,7 @@ from . import __version__, openai_face, sse
 from .catalog import Catalog
 from .config import Settings
 from .errors import APIError, ShuttingDown
+from .exchange import TRUSTED_PROXIES, parse_networks
 from .images import ImageFetcher
 from .limiter import Limiter
 from .metrics import Metrics
@@ -32,6 +33,7 @@ from .protocol import EdgeRunner
 from .state import (
     CATALOG,
     IMAGES,
+    IN_FLIGHT,
     LIMITER,
     METRICS,
     OLLAMA,
@@ -49,6 +51,7 @@ log = logging.getLogger("oai2ollama")
 __all__ = ["OLLAMA", "bound_port", "create_app", "start"]
 
 NO_LIMIT = 365 * 24 * 3600.0
+UP_CHECK = 2.0  # seconds /metrics waits for Ollama's /api/version to set oai2ollama_ollama_up
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -67,22 +70,33 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready", "ollama": {"url": ollama.url, "version": found}})
 
 
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
-    return web.Response(
-        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
-    )
+    app = request.app
+    try:
+        await app[OLLAMA].get("/api/version", limit=UP_CHECK)
+        up = True
+    except APIError:
+        up = False
+    body = app[METRICS].render(ollama_up=up).encode()
+    return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
 
 
 def create_app(settings: Settings) -> web.Application:
-    middlewares: list[Any] = []
+    middlewares: list[Any] = [observe_middleware]
     if settings.cors_origins:
         middlewares.append(cors_middleware(settings.cors_origins))
-    middlewares += [error_middleware, observe_middleware]
+    middlewares.append(error_middleware)
     if settings.api_keys:
         middlewares.append(auth_middleware(settings.api_keys))
     app = web.Application(client_max_size=settings.max_body_size, middlewares=middlewares)
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(settings.policy)
+    app[IN_FLIGHT] = set()
+    if settings.trusted_proxies:
+        app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[STREAMS] = sse.Streams()
     app[LIMITER] = Limiter(settings.max_concurrency, settings.max_queue, app[METRICS])
     app[OLLAMA] = Ollama(settings)
@@ -105,14 +119,24 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _drain(app: web.Application) -> None:
     """On shutdown (listening already stopped): let requests in flight finish within the grace
-    period, then end the streams still open with an error event."""
-    metrics = app[METRICS]
+    period; then answer those still waiting with a 503 and end the open streams with an error
+    event, so that every client learns what happened and the process exits on time."""
+    in_flight = app[IN_FLIGHT]
     deadline = time.monotonic() + app[SETTINGS].shutdown_grace
-    while (metrics.in_flight or metrics.queued) and time.monotonic() < deadline:  # noqa: ASYNC110
+    while in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
+    waiting = [e for e in in_flight if not e.stream and e.task is not None]
+    if waiting:
+        log.warning("answering %d request(s) still in flight with 503 for shutdown", len(waiting))
+        for exchange in waiting:
+            exchange.stopping = True
+            exchange.task.cancel()  # type: ignore[union-attr]
     if app[STREAMS].open:
         log.warning("ending %d open stream(s) for shutdown", len(app[STREAMS].open))
         await app[STREAMS].end_all(ShuttingDown("The server is shutting down; retry the request."))
+    deadline = time.monotonic() + 1.0
+    while in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
 
 
 async def start(settings: Settings) -> web.AppRunner:
@@ -125,7 +149,8 @@ async def start(settings: Settings) -> web.AppRunner:
         create_app(settings),
         handler_cancellation=True,
         access_log=None,
-        shutdown_timeout=settings.shutdown_grace + 2,
+        # Requests in flight are drained by `_drain`; after it, nothing should be left to wait for.
+        shutdown_timeout=1.0,
         header_timeout=settings.client_header_timeout,
         # aiohttp closes a connection idle for this long, and one that never sends a request.
         keepalive_timeout=settings.client_idle_timeout or NO_LIMIT,

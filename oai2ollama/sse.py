@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from .errors import APIError
+from .exchange import EXCHANGE
 
 log = logging.getLogger("oai2ollama")
 
@@ -56,7 +57,11 @@ class Stream:
         streams: Streams,
     ) -> None:
         self._request = request
-        self._response = web.StreamResponse(headers={**HEADERS, **headers} if headers else HEADERS)
+        self._exchange = request.get(EXCHANGE)
+        all_headers = {**HEADERS, **headers} if headers else dict(HEADERS)
+        if self._exchange is not None:
+            all_headers["X-Request-Id"] = self._exchange.request_id
+        self._response = web.StreamResponse(headers=all_headers)
         self._interval = interval
         self._streams = streams
         self._active = False
@@ -72,6 +77,8 @@ class Stream:
         await self._response.prepare(self._request)
         self._owner = asyncio.current_task()
         self._streams.open.add(self)
+        if self._exchange is not None:
+            self._exchange.stream = True
         if self._interval > 0:
             self._ticker = asyncio.ensure_future(self._tick())
 
@@ -101,11 +108,18 @@ class Stream:
         if self.closed:
             return
         self._stop()
+        self.ended_with(err)
         with contextlib.suppress(Exception):
             await self._response.write(error_event(err))
             await self._response.write_eof()
         if self._owner is not None and self._owner is not asyncio.current_task():
             self._owner.cancel()
+
+    def ended_with(self, err: APIError) -> None:
+        """Record that the client got ``err`` as the stream's last event."""
+        if self._exchange is not None:
+            self._exchange.status = err.status
+            self._exchange.error = err.code or err.type
 
     def _stop(self) -> None:
         self.closed = True
@@ -151,6 +165,7 @@ async def respond(
                 log.warning("stream ended with an error: %s", err.message)
                 if on_error is not None:
                     on_error(err)
+                stream.ended_with(err)
                 await stream.send(last_event(err))
         await stream.close()
     except ConnectionResetError:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,6 +15,8 @@ from . import sse
 from .catalog import Catalog
 from .config import Settings
 from .errors import APIError, InvalidRequest
+from .exchange import EXCHANGE as EXCHANGE
+from .exchange import Exchange as Exchange
 from .images import ImageFetcher
 from .limiter import Limiter
 from .metrics import Metrics
@@ -40,21 +41,10 @@ STREAMS = web.AppKey("streams", sse.Streams)
 RESPONSES = web.AppKey("responses", ResponseStore)
 LIMITER = web.AppKey("limiter", Limiter)
 
+# The requests being answered now, for shutdown.
+IN_FLIGHT = web.AppKey("in_flight", set)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(slots=True)
-class Exchange:
-    """What a handler learns about its request, for the access log and the metrics."""
-
-    started: float
-    model: str | None = None
-    usage: dict[str, int] | None = None
-
-
-_request_key = getattr(web, "RequestKey", None)  # aiohttp ≥ 3.13; a plain key before
-
-EXCHANGE: Any = _request_key("exchange", Exchange) if _request_key else "oai2ollama.exchange"
 
 
 def json_response(

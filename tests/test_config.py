@@ -122,3 +122,107 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert flag in out
     assert "OLLAMA_HOST" in out
+
+
+# ---- settings that used to be accepted silently but wrong ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["--api-key", ""], {}, "--api-key"),
+        (["--api-key", "k", "--api-key", " "], {}, "--api-key"),
+        ([], {"OAI2OLLAMA_API_KEY": ""}, "OAI2OLLAMA_API_KEY"),
+        ([], {"OAI2OLLAMA_API_KEY": " , "}, "OAI2OLLAMA_API_KEY"),
+        (["--keep-alive", "forever"], {}, "--keep-alive"),
+        (["--keep-alive", "5 minutes"], {}, "--keep-alive"),
+        (["--keep-alive", "inf"], {}, "--keep-alive"),
+        (["--trusted-proxy", "10.0.0.0/33"], {}, "--trusted-proxy"),
+        ([], {"OAI2OLLAMA_TRUSTED_PROXY": "10.0.0.1,proxy"}, "OAI2OLLAMA_TRUSTED_PROXY"),
+        ([], {"OAI2OLLAMA_CLIENT_BODY_TIMEOUT": "soon"}, "OAI2OLLAMA_CLIENT_BODY_TIMEOUT"),
+        (["--client-idle-timeout", "-1"], {}, "--client-idle-timeout"),
+    ],
+)
+def test_settings_that_would_be_wrong_are_refused(
+    argv: list[str], env: dict[str, str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv, env)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        ("30m", "30m"),
+        ("1h30m", "1h30m"),
+        ("1.5h", "1.5h"),
+        ("300ms", "300ms"),
+        ("0", 0),
+        ("-1", -1),
+        ("600", 600),
+        ("2.5", 2.5),
+        ("-1m", "-1m"),
+    ],
+)
+def test_keep_alive_takes_go_durations_and_numbers(text: str, sent: object) -> None:
+    settings = settings_from(build_parser().parse_args([f"--keep-alive={text}"]), {})
+    assert settings.policy.defaults.keep_alive == sent
+
+
+def test_keep_alive_in_the_config_file_is_checked_too(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "c.toml"
+    path.write_text('[defaults]\nkeep_alive = "forever"\n')
+    with pytest.raises(SettingsError, match="keep_alive"):
+        settings_from(build_parser().parse_args(["--config", str(path)]), {})
+
+
+def test_zero_image_timeout_means_no_limit_like_the_others() -> None:
+    parse = build_parser().parse_args
+    assert settings_from(parse(["--image-timeout", "0"]), {}).image_timeout is None
+    assert settings_from(parse(["--request-timeout", "0"]), {}).request_timeout is None
+    assert settings_from(parse([]), {}).image_timeout == 10
+
+
+def test_client_timeouts_and_trusted_proxies_from_flags_and_environment() -> None:
+    parse = build_parser().parse_args
+    env = {
+        "OAI2OLLAMA_CLIENT_HEADER_TIMEOUT": "3",
+        "OAI2OLLAMA_CLIENT_BODY_TIMEOUT": "0",
+        "OAI2OLLAMA_TRUSTED_PROXY": "10.0.0.0/8, ::1",
+    }
+    s = settings_from(parse(["--client-idle-timeout", "5"]), env)
+    assert (s.client_header_timeout, s.client_body_timeout, s.client_idle_timeout) == (3, 0, 5)
+    assert s.trusted_proxies == ("10.0.0.0/8", "::1")
+    s = settings_from(
+        parse(["--trusted-proxy", "192.168.0.1", "--client-header-timeout", "1"]), env
+    )
+    assert s.trusted_proxies == ("192.168.0.1",)
+    assert s.client_header_timeout == 1
+    s = settings_from(parse([]), {})
+    assert (s.client_header_timeout, s.client_body_timeout, s.client_idle_timeout) == (10, 60, 75)
+    assert s.trusted_proxies == ()
+
+
+def test_start_up_line_names_the_address_really_bound() -> None:
+    from oai2ollama.cli import listening_message
+
+    line = listening_message(Settings(host="0.0.0.0", port=8000, api_keys=("k",)))
+    assert "listening on 0.0.0.0:8000" in line
+    assert "http://127.0.0.1:8000/v1" in line  # where a client on this machine connects
+    assert "listening on [::]:8000" in listening_message(Settings(host="::", port=8000))
+
+
+def test_every_flag_the_readme_names_exists() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    known = {o for a in build_parser()._actions for o in a.option_strings}
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", readme))
+    assert named - known == set()

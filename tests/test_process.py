@@ -7,13 +7,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
-from .fake_ollama import FakeOllama
+from .fake_ollama import FakeOllama, Reply
 
 SCRIPT = shutil.which("oai2ollama", path=str(Path(sys.executable).parent)) or shutil.which(
     "oai2ollama"
@@ -124,3 +127,64 @@ def test_port_in_use_is_a_one_line_error(ollama: FakeOllama) -> None:
     assert done.returncode == 1
     assert "cannot listen" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sigterm_answers_requests_in_flight_and_exits_on_time(ollama: FakeOllama) -> None:
+    """Within the grace a request gets its answer; one still running after it gets a 503; the
+    process exits right after the grace, not after aiohttp's own timeouts."""
+    assert SCRIPT
+    env = {**os.environ, "OLLAMA_HOST": ollama.url}
+    proc = subprocess.Popen(
+        [SCRIPT, "--port", "0", "--shutdown-grace", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip().split("=", 1)[1]
+        ollama.queue(Reply(content="quick", first_byte_delay=0.5), Reply(hang=True))
+        results: dict[str, Any] = {}
+
+        def call(name: str) -> None:
+            client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=30)
+            try:
+                out = client.chat.completions.create(
+                    model="llama3.2", messages=[{"role": "user", "content": name}]
+                )
+                results[name] = out.choices[0].message.content
+            except openai.APIStatusError as exc:
+                results[name] = exc
+            except openai.APIConnectionError as exc:
+                results[name] = exc
+
+        threads = [threading.Thread(target=call, args=(name,)) for name in ("first", "second")]
+
+        def chats() -> int:
+            return sum(r.path == "/api/chat" for r in ollama.requests)
+
+        threads[0].start()
+        while chats() < 1:
+            time.sleep(0.01)
+        threads[1].start()
+        while chats() < 2:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert proc.wait(10) == 0
+        took = time.monotonic() - started
+        for t in threads:
+            t.join(10)
+        assert results["first"] == "quick"
+        late = results["second"]
+        assert isinstance(late, openai.APIStatusError), late
+        assert late.status_code == 503
+        assert late.code == "server_shutting_down"
+        assert took < 2.5, took
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

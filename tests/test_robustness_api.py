@@ -371,7 +371,7 @@ def test_metrics_count_what_happened(make_shim: ShimFactory, ollama: FakeOllama)
         'oai2ollama_requests_total{route="/v1/chat/completions",model="llama3.2",status="200"}'
         in text
     )
-    assert 'model="missing-model",status="404"' in text
+    assert 'model="other",status="404"' in text  # a name Ollama does not know: no label
     assert 'oai2ollama_tokens_total{direction="completion",model="llama3.2"}' in text
     assert "oai2ollama_time_to_first_token_seconds_count" in text
     assert "oai2ollama_open_streams 0" in text
