@@ -171,6 +171,8 @@ async def respond(
     except ConnectionResetError:
         # The client went away; closing the events closes the upstream request, so Ollama stops.
         log.debug("client disconnected from %s", request.path)
+        if stream._exchange is not None and stream._exchange.status is None:
+            stream._exchange.status = 499
     finally:
         stream._stop()
         await _discard(first, events)
