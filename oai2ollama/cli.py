@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Responses API answers kept in memory for previous_response_id and "
         "GET /v1/responses/{id} (default 256, newest first, 64 MiB at most; 0 = stateless)",
     )
+    add(
+        "--refuse-hosted-tools",
+        action="store_true",
+        default=None,
+        help="answer 400 to Responses requests offering hosted tools (web_search, file_search, "
+        "mcp, …) instead of leaving them out with a warning header "
+        "(env OAI2OLLAMA_REFUSE_HOSTED_TOOLS=1)",
+    )
 
     group = parser.add_argument_group("Ollama")
     add = group.add_argument
@@ -351,6 +359,9 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         shutdown_grace=args.shutdown_grace,
         cors_origins=tuple(args.cors_origin),
         responses_store=args.responses_store,
+        refuse_hosted_tools=bool(
+            args.refuse_hosted_tools or _truthy(env.get("OAI2OLLAMA_REFUSE_HOSTED_TOOLS"))
+        ),
         max_body_size=args.max_body_size,
         allow_image_urls=bool(
             args.allow_image_urls or _truthy(env.get("OAI2OLLAMA_ALLOW_IMAGE_URLS"))

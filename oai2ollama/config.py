@@ -41,6 +41,7 @@ class Settings:
     shutdown_grace: float = 10.0
     cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
     responses_store: int = 256  # Responses kept in memory for previous_response_id; 0 = none
+    refuse_hosted_tools: bool = False  # 400 for hosted tools (web_search, …) instead of dropping
     max_body_size: int = 16 * 1024 * 1024
     # Fetching http(s) image URLs for vision models: off unless enabled.
     allow_image_urls: bool = False

@@ -9,6 +9,7 @@ import pytest
 
 from oai2ollama.errors import InvalidRequest
 from oai2ollama.translate.chat import ChatRequest, ChatStream, completion, parse_request
+from oai2ollama.translate.tools import opening
 
 USER = [{"role": "user", "content": "weather in Paris?"}]
 PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -75,10 +76,42 @@ def test_a_forced_answer_that_is_not_json_stays_text() -> None:
     req = request(
         tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}}
     )
+    for text in ("I would rather not.", "  [1, 2]", "{city: Paris}", "  {  "):
+        choice = choice_of(req, answer(text))
+        assert choice["finish_reason"] == "stop"
+        assert choice["message"]["content"] == text
+        assert "tool_calls" not in choice["message"]
+
+
+def test_a_forced_call_cut_by_the_length_limit_is_a_cut_call() -> None:
+    """As at OpenAI: the arguments as far as they came, and finish_reason "length"."""
+    req = request(
+        tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}}
+    )
     choice = choice_of(req, answer('{"city": "Par', done_reason="length"))
     assert choice["finish_reason"] == "length"
-    assert choice["message"]["content"] == '{"city": "Par'
-    assert "tool_calls" not in choice["message"]
+    [made] = choice["message"]["tool_calls"]
+    assert made["function"] == {"name": "get_weather", "arguments": '{"city": "Par'}
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("", None),
+        ("  \n", None),
+        (" {", None),
+        ("{ \n", None),
+        ('{"', True),
+        ("{}", True),
+        ('  { "city"', True),
+        ("Sure", False),
+        ("[", False),
+        ("{x", False),
+        ('"{', False),
+    ],
+)
+def test_the_opening_of_a_named_forced_call(text: str, verdict: bool | None) -> None:
+    assert opening(text) is verdict
 
 
 @pytest.mark.parametrize(

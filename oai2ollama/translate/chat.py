@@ -393,7 +393,7 @@ def _answer_calls(message: dict[str, Any], plan: ToolPlan) -> tuple[str, list[di
     content = message.get("content") or ""
     calls = message.get("tool_calls")
     if plan.forced is not None and not calls and content:
-        parsed = plan.forced.parse(content)
+        parsed = plan.forced.judge(content)
         if parsed is not None:
             content, calls = "", parsed
     out = tools.calls_out(calls)
@@ -449,9 +449,14 @@ def completion(
 
 
 class ChatStream(common.ChoiceStream):
-    """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events."""
+    """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events.
 
-    __slots__ = ("_buffer", "_calls", "_plan")
+    A forced call is judged as the whole answer would be (:meth:`tools.ForcedCall.judge`): a
+    named one by its opening, so only its first characters wait; a ``required`` one, whose
+    function name is inside the JSON, on the whole answer.
+    """
+
+    __slots__ = ("_buffer", "_calls", "_mode", "_plan")
 
     def __init__(
         self, completion_id: str, created: int, request: ChatRequest, index: int = 0
@@ -468,7 +473,9 @@ class ChatStream(common.ChoiceStream):
         )
         self._plan = request.tools
         self._calls = 0
-        self._buffer = "" if request.tools.forced else None
+        self._buffer = ""
+        forced = request.tools.forced
+        self._mode = "text" if forced is None else "hold" if forced.name else "buffer"
 
     def start(self) -> bytes:
         return self._event(b'{"role":"assistant","content":""}')
@@ -488,12 +495,7 @@ class ChatStream(common.ChoiceStream):
                 delta["reasoning_content"] = thinking
             content = message.get("content")
             if content:
-                if self._buffer is None:
-                    delta["content"] = content
-                elif self._plan.forced and self._plan.forced.name and not message.get("tool_calls"):
-                    self._forced_fragment(delta, content)
-                else:
-                    self._buffer += content
+                self._content(delta, content)
             calls = message.get("tool_calls")
             if calls:
                 self._add_calls(delta, calls)
@@ -504,6 +506,22 @@ class ChatStream(common.ChoiceStream):
         if chunk.get("done"):
             out += self._finish(chunk)
         return out
+
+    def _content(self, delta: dict[str, Any], content: str) -> None:
+        if self._mode == "hold":
+            # A named forced call: wait for the opening that decides call or text.
+            self._buffer += content
+            verdict = tools.opening(self._buffer)
+            if verdict is None:
+                return
+            self._mode = "call" if verdict else "text"
+            content, self._buffer = self._buffer, ""
+        if self._mode == "text":
+            delta["content"] = content
+        elif self._mode == "call":
+            self._forced_fragment(delta, content)
+        else:
+            self._buffer += content
 
     def _forced_fragment(self, delta: dict[str, Any], content: str) -> None:
         """A named forced call: the constrained text *is* the arguments, so stream it as such."""
@@ -533,8 +551,10 @@ class ChatStream(common.ChoiceStream):
     def _finish(self, chunk: dict[str, Any]) -> bytes:
         out = b""
         if self._buffer:
-            # A `required` call, buffered because its name comes inside the JSON.
-            parsed = self._plan.forced.parse(self._buffer) if self._plan.forced else None
+            # A `required` call, held back because its name comes inside the JSON; or the first
+            # characters of a named one that ended before its opening decided anything.
+            forced = self._plan.forced
+            parsed = forced.judge(self._buffer) if forced and self._mode == "buffer" else None
             delta: dict[str, Any] = {}
             if parsed is None:
                 delta["content"] = self._buffer

@@ -26,6 +26,22 @@ class ForcedCall:
     names: frozenset[str]
     parallel: bool  # required: may answer several calls
 
+    def judge(self, content: str) -> list[dict[str, Any]] | None:
+        """The verdict on a whole constrained answer: Ollama-style tool calls, or None when the
+        answer is text. Streams reach the same verdict (see :func:`opening`)."""
+        if self.name is None:
+            return self.parse(content)
+        if opening(content) is not True:
+            return None
+        try:
+            data: Any = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            data = None
+        # Valid JSON goes out re-encoded; anything else (cut by the length limit, say) as the
+        # model wrote it, as OpenAI does with a call that runs out of tokens.
+        arguments = data if isinstance(data, dict) else content.strip()
+        return [{"function": {"name": self.name, "arguments": arguments}}]
+
     def parse(self, content: str) -> list[dict[str, Any]] | None:
         """The constrained JSON answer → Ollama-style tool calls; None when it is not one."""
         try:
@@ -46,6 +62,24 @@ class ForcedCall:
             arguments = item.get("arguments")
             calls.append({"function": {"name": item["name"], "arguments": arguments or {}}})
         return calls
+
+
+def opening(text: str) -> bool | None:
+    """How the answer to a named forced call opens, which decides call or text.
+
+    True once it opens as a JSON object does (``{``, then a key's quote or ``}``), False once it
+    cannot, None while only whitespace and ``{`` have arrived. A stream holds back just those
+    few characters; everything after the verdict streams as it comes.
+    """
+    rest = text.lstrip()
+    if not rest:
+        return None
+    if rest[0] != "{":
+        return False
+    rest = rest[1:].lstrip()
+    if not rest:
+        return None
+    return rest[0] in '"}'
 
 
 @dataclass(frozen=True, slots=True)
