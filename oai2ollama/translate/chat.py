@@ -451,12 +451,13 @@ def completion(
 class ChatStream(common.ChoiceStream):
     """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events.
 
-    A forced call is judged as the whole answer would be (:meth:`tools.ForcedCall.judge`): a
-    named one by its opening, so only its first characters wait; a ``required`` one, whose
-    function name is inside the JSON, on the whole answer.
+    A forced call gets the verdict the whole answer would get (:meth:`tools.ForcedCall.judge`),
+    and only the part of the answer that decides it is held back: a named call's opening
+    (:func:`tools.opening`), a ``required`` call's JSON up to its first function name
+    (:class:`tools.CallReader`). Then the arguments stream as they come.
     """
 
-    __slots__ = ("_buffer", "_calls", "_mode", "_plan")
+    __slots__ = ("_buffer", "_calls", "_mode", "_plan", "_reader", "_skip")
 
     def __init__(
         self, completion_id: str, created: int, request: ChatRequest, index: int = 0
@@ -473,9 +474,13 @@ class ChatStream(common.ChoiceStream):
         )
         self._plan = request.tools
         self._calls = 0
-        self._buffer = ""
+        self._buffer = ""  # what is held back until the verdict
         forced = request.tools.forced
-        self._mode = "text" if forced is None else "hold" if forced.name else "buffer"
+        # text; or for a forced call: hold (a named call's opening), read (a required call's
+        # JSON up to its first name), then call or calls, or text
+        self._mode = "text" if forced is None else "hold" if forced.name else "read"
+        self._reader = tools.CallReader(forced) if self._mode == "read" else None
+        self._skip = False  # the reader's current call is beyond parallel_tool_calls: false
 
     def start(self) -> bytes:
         return self._event(b'{"role":"assistant","content":""}')
@@ -516,12 +521,41 @@ class ChatStream(common.ChoiceStream):
                 return
             self._mode = "call" if verdict else "text"
             content, self._buffer = self._buffer, ""
+        elif self._reader is not None and self._mode in ("read", "calls"):
+            events = self._reader.feed(content)
+            if self._mode == "read":
+                self._buffer += content
+                if self._reader.verdict is None:
+                    return
+                self._mode = "calls" if self._reader.verdict else "text"
+                content, self._buffer = self._buffer, ""
+            if self._mode == "calls":
+                self._reader_calls(delta, events)
+                return
         if self._mode == "text":
             delta["content"] = content
-        elif self._mode == "call":
-            self._forced_fragment(delta, content)
         else:
-            self._buffer += content
+            self._forced_fragment(delta, content)
+
+    def _reader_calls(self, delta: dict[str, Any], events: list[tools.Event]) -> None:
+        """A required call's reader events → tool-call deltas, one entry per call."""
+        entries: list[dict[str, Any]] = []
+        for event in events:
+            if event[0] == "start":
+                self._skip = self._plan.single and self._calls > 0
+                if not self._skip:
+                    function = {"name": event[1], "arguments": ""}
+                    entries.append(
+                        {"index": self._calls, "id": new_id("call_"), "type": "function"}
+                        | {"function": function}
+                    )
+                    self._calls += 1
+            elif event[0] == "args" and not self._skip:
+                if not entries or entries[-1]["index"] != self._calls - 1:
+                    entries.append({"index": self._calls - 1, "function": {"arguments": ""}})
+                entries[-1]["function"]["arguments"] += event[1]
+        if entries:
+            self._put_calls(delta, entries)
 
     def _forced_fragment(self, delta: dict[str, Any], content: str) -> None:
         """A named forced call: the constrained text *is* the arguments, so stream it as such."""
@@ -550,16 +584,13 @@ class ChatStream(common.ChoiceStream):
 
     def _finish(self, chunk: dict[str, Any]) -> bytes:
         out = b""
-        if self._buffer:
-            # A `required` call, held back because its name comes inside the JSON; or the first
-            # characters of a named one that ended before its opening decided anything.
-            forced = self._plan.forced
-            parsed = forced.judge(self._buffer) if forced and self._mode == "buffer" else None
-            delta: dict[str, Any] = {}
-            if parsed is None:
-                delta["content"] = self._buffer
-            else:
-                self._add_calls(delta, parsed)
+        delta: dict[str, Any] = {}
+        if self._reader is not None and self._mode == "calls":
+            self._reader_calls(delta, self._reader.finish())
+        elif self._buffer:
+            # The answer ended before its opening decided anything: it is text.
+            delta["content"] = self._buffer
+        if delta:
             out = self._event(orjson.dumps(delta))
         reason = finish_reason(chunk.get("done_reason"), self._calls > 0, self._plan.legacy)
         return out + self._finished(chunk, reason)

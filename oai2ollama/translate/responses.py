@@ -404,8 +404,9 @@ class _Open:
 class ResponsesStream:
     """Ollama's NDJSON chat chunks → the Responses API's named SSE events.
 
-    A forced call is judged as in chat (:class:`chat.ChatStream`): a named function by the
-    opening of its answer, a ``required`` call or a forced custom tool on the whole answer.
+    A forced call is judged as in chat (:class:`chat.ChatStream`), holding back only what
+    decides the verdict; a custom tool's call, whose input is a string inside the JSON, goes
+    out whole when its JSON is complete.
     """
 
     request: ResponsesRequest
@@ -418,14 +419,24 @@ class ResponsesStream:
     _open: _Open | None = None
     _buffer: str = ""
     _calls: int = 0
-    _mode: str = "text"  # text, or for a forced call: hold (its opening), call, buffer
+    # text; or for a forced call: hold (a named call's opening), read (a required call's JSON
+    # up to its first name), buffer (a named custom tool), then call or calls, or text
+    _mode: str = "text"
+    _reader: tools.CallReader | None = None
+    _pending: dict[str, Any] | None = None  # a custom tool's call, until its JSON is complete
+    _skip: bool = False  # the reader's current call is beyond parallel_tool_calls: false
     usage: dict[str, int] = field(default_factory=lambda: common.usage(0, 0))
 
     def __post_init__(self) -> None:
         forced = self.request.chat.tools.forced
-        if forced is not None:
-            custom = forced.name and self.request.tools.ref(forced.name).kind == "custom"
-            self._mode = "hold" if forced.name and not custom else "buffer"
+        if forced is None:
+            return
+        if forced.name is None:
+            self._mode, self._reader = "read", tools.CallReader(forced)
+        elif self.request.tools.ref(forced.name).kind == "custom":
+            self._mode = "buffer"
+        else:
+            self._mode = "hold"
 
     def _event(self, kind: str, **data: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._sequence, **data}
@@ -562,6 +573,16 @@ class ResponsesStream:
                 return b""
             self._mode = "call" if verdict else "text"
             content, self._buffer = self._buffer, ""
+        elif self._reader is not None and self._mode in ("read", "calls"):
+            events = self._reader.feed(content)
+            if self._mode == "read":
+                self._buffer += content
+                if self._reader.verdict is None:
+                    return b""
+                self._mode = "calls" if self._reader.verdict else "text"
+                content, self._buffer = self._buffer, ""
+            if self._mode == "calls":
+                return self._reader_calls(events)
         if self._mode == "text":
             return self._delta("message", content)
         if self._mode == "buffer":
@@ -574,12 +595,42 @@ class ResponsesStream:
             out = self._begin(call_item(call, self.request.tools, status="in_progress"))
         return out + self._delta("function_call", content)
 
+    def _reader_calls(self, events: list[tools.Event]) -> bytes:
+        """A required call's reader events → call items, streamed (a custom tool's whole)."""
+        out = b""
+        for event in events:
+            if event[0] == "start":
+                self._skip = self.request.chat.tools.single and self._calls > 0
+                if self._skip:
+                    continue
+                call = {"function": {"name": event[1], "arguments": ""}}
+                if self.request.tools.ref(event[1]).kind == "custom":
+                    self._pending = call
+                else:
+                    self._calls += 1
+                    out += self._begin(call_item(call, self.request.tools, "in_progress"))
+            elif self._skip:
+                continue
+            elif self._pending is not None:
+                if event[0] == "args":
+                    self._pending["function"]["arguments"] += event[1]
+                else:
+                    out += self._whole_calls([self._pending])
+                    self._pending = None
+            elif event[0] == "args":
+                out += self._delta("function_call", event[1])
+            else:
+                out += self._close()
+        return out
+
     def _finish(self, chunk: dict[str, Any]) -> bytes:
         out = b""
         forced = self.request.chat.tools.forced
-        if self._buffer:
-            # Held back: a call judged on the whole answer, or the first characters of a named
-            # call's answer that ended before its opening decided anything.
+        if self._reader is not None and self._mode == "calls":
+            out += self._reader_calls(self._reader.finish())
+        elif self._buffer:
+            # Held back: a custom tool's call judged on the whole answer, or the first
+            # characters of an answer that ended before its opening decided anything.
             judged = forced.judge(self._buffer) if forced and self._mode == "buffer" else None
             out += self._whole_calls(judged) if judged else self._delta("message", self._buffer)
         out += self._close()

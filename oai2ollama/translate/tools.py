@@ -28,40 +28,35 @@ class ForcedCall:
 
     def judge(self, content: str) -> list[dict[str, Any]] | None:
         """The verdict on a whole constrained answer: Ollama-style tool calls, or None when the
-        answer is text. Streams reach the same verdict (see :func:`opening`)."""
+        answer is text. A stream reaches the same verdict: a named call's by :func:`opening`,
+        a ``required`` one's by a :class:`CallReader` fed piece by piece."""
         if self.name is None:
-            return self.parse(content)
+            reader = CallReader(self)
+            events = reader.feed(content) + reader.finish()
+            if not reader.verdict:
+                return None
+            calls: list[dict[str, Any]] = []
+            for event in events:
+                if event[0] == "start":
+                    calls.append({"function": {"name": event[1], "arguments": ""}})
+                elif event[0] == "args":
+                    calls[-1]["function"]["arguments"] += event[1]
+            for call in calls:
+                call["function"]["arguments"] = _arguments(call["function"]["arguments"])
+            return calls
         if opening(content) is not True:
             return None
-        try:
-            data: Any = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            data = None
-        # Valid JSON goes out re-encoded; anything else (cut by the length limit, say) as the
-        # model wrote it, as OpenAI does with a call that runs out of tokens.
-        arguments = data if isinstance(data, dict) else content.strip()
-        return [{"function": {"name": self.name, "arguments": arguments}}]
+        return [{"function": {"name": self.name, "arguments": _arguments(content)}}]
 
-    def parse(self, content: str) -> list[dict[str, Any]] | None:
-        """The constrained JSON answer → Ollama-style tool calls; None when it is not one."""
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        if self.name is not None:
-            return [{"function": {"name": self.name, "arguments": data}}]
-        items = data.get("tool_calls") if self.parallel else [data]
-        if not isinstance(items, list) or not items:
-            return None
-        calls = []
-        for item in items:
-            if not isinstance(item, dict) or item.get("name") not in self.names:
-                return None
-            arguments = item.get("arguments")
-            calls.append({"function": {"name": item["name"], "arguments": arguments or {}}})
-        return calls
+
+def _arguments(text: str) -> Any:
+    """Valid JSON arguments go out re-encoded; anything else (cut by the length limit, say) as
+    the model wrote it, as OpenAI does with a call that runs out of tokens."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text.strip()
+    return data if isinstance(data, dict) else text.strip()
 
 
 def opening(text: str) -> bool | None:
@@ -80,6 +75,267 @@ def opening(text: str) -> bool | None:
     if not rest:
         return None
     return rest[0] in '"}'
+
+
+# What a CallReader reports: ("start", name), ("args", fragment), ("end",).
+Event = tuple[str, ...]
+_SPACE = " \t\r\n"
+
+
+@dataclass(slots=True)
+class _Frame:
+    """An open JSON object or array in the answer."""
+
+    kind: str  # "{" or "["
+    role: str  # "call" (a call's object), "calls" (the tool_calls array), "root", "other"
+    expect: str  # "key", "colon", "value", "in_value", "comma"
+    key: str | None = None
+    empty: bool = True
+    name: str | None = None  # a call's function name, once read
+    bad: bool = False  # a call naming no known function: left out
+    started: bool = False
+    held: str = ""  # arguments that came before the name
+    sent_args: bool = False
+
+
+class CallReader:
+    """Reads the answer to a ``required`` call as it arrives, and says what calls it holds.
+
+    The answer is constrained to ``{"name": …, "arguments": {…}}`` (or ``{"tool_calls": [those]}``
+    when several calls are allowed). The verdict is reached when the first call's name has been
+    read: a known function makes the answer calls; anything else before that (not an object, an
+    unknown name, an object without a name) makes it text. Only that opening is held back; each
+    call's arguments then stream as they come. After a "calls" verdict the rest is read
+    leniently: a call with an unknown name is left out, and if the JSON breaks, what follows goes
+    to the arguments being read. :meth:`ForcedCall.judge` reads a whole answer with this same
+    reader, so a stream and a whole answer always agree.
+    """
+
+    __slots__ = (
+        "_capture",
+        "_closed",
+        "_escape",
+        "_events",
+        "_forced",
+        "_frag",
+        "_in_string",
+        "_primitive",
+        "_raw",
+        "_stack",
+        "_string",
+        "_string_role",
+        "verdict",
+    )
+
+    def __init__(self, forced: ForcedCall) -> None:
+        self._forced = forced
+        self.verdict: bool | None = None
+        self._stack: list[_Frame] = []
+        self._closed = False  # the outer object has ended
+        self._in_string = False
+        self._escape = False
+        self._string = ""
+        self._string_role: str | None = None  # "key", "name" or None
+        self._primitive = False
+        self._capture: _Frame | None = None  # the call whose arguments are being read
+        self._frag = ""
+        self._raw = False  # the JSON broke after the verdict
+        self._events: list[Event] = []
+
+    # ---- feeding ---------------------------------------------------------------------
+    def feed(self, text: str) -> list[Event]:
+        """Read more of the answer; the events it completes (none before the verdict)."""
+        if self.verdict is False:
+            return []
+        for ch in text:
+            if self._raw:
+                if self._capture is not None:
+                    self._frag += ch
+            else:
+                self._char(ch)
+            if self.verdict is False:
+                return []
+        return self._flush()
+
+    def finish(self) -> list[Event]:
+        """The answer ended: close what is open."""
+        if self.verdict is not True:
+            self.verdict = False
+            return []
+        self._send_frag()
+        for frame in reversed(self._stack):
+            if frame.role == "call":
+                self._call_end(frame)
+        self._stack.clear()
+        return self._flush()
+
+    def _flush(self) -> list[Event]:
+        if self.verdict is not True:
+            return []
+        self._send_frag()
+        events, self._events = self._events, []
+        return events
+
+    # ---- the scanner -----------------------------------------------------------------
+    def _char(self, ch: str) -> None:
+        if self._in_string:
+            self._string_char(ch)
+            return
+        if self._primitive:
+            if ch not in _SPACE and ch not in ",}]":
+                self._frag += ch if self._capture is not None else ""
+                return
+            self._primitive = False
+            self._value_end()
+        if ch in _SPACE:
+            if self._capture is not None:
+                self._frag += ch
+            return
+        if not self._stack:
+            if self._closed or ch != "{":
+                self._error()
+                return
+            role = "root" if self._forced.parallel else "call"
+            self._stack.append(_Frame("{", role, "key"))
+            return
+        top = self._stack[-1]
+        if top.expect == "value" and not (top.kind == "[" and ch == "]" and top.empty):
+            self._value_start(top, ch)
+            return
+        if self._capture is not None:
+            self._frag += ch
+        if top.kind == "{":
+            if top.expect == "key" and ch == '"':
+                self._in_string, self._string, self._string_role = True, "", "key"
+            elif top.expect == "colon" and ch == ":":
+                top.expect = "value"
+            elif top.expect == "comma" and ch == ",":
+                top.expect = "key"
+            elif ch == "}" and (top.expect == "comma" or (top.expect == "key" and top.empty)):
+                self._pop()
+            else:
+                self._error()
+        elif top.expect == "comma" and ch == ",":
+            top.expect = "value"
+        elif ch == "]":
+            self._pop()
+        else:
+            self._error()
+
+    def _string_char(self, ch: str) -> None:
+        if self._capture is not None:
+            self._frag += ch
+        if self._escape:
+            self._escape = False
+        elif ch == "\\":
+            self._escape = True
+        elif ch == '"':
+            self._in_string = False
+            self._string_end()
+            return
+        if self._string_role is not None:
+            self._string += ch
+
+    def _value_start(self, top: _Frame, ch: str) -> None:
+        top.empty = False
+        top.expect = "in_value"
+        if top.role == "call" and top.key == "arguments" and self._capture is None:
+            self._capture = top
+        if self._capture is not None:
+            self._frag += ch
+        if ch == '"':
+            role = "name" if top.role == "call" and top.key == "name" else None
+            self._in_string, self._string, self._string_role = True, "", role
+        elif ch == "{":
+            role = "call" if top.role == "calls" else "other"
+            self._stack.append(_Frame("{", role, "key"))
+        elif ch == "[":
+            role = "calls" if top.role == "root" and top.key == "tool_calls" else "other"
+            self._stack.append(_Frame("[", role, "value"))
+        elif ch in ",:}]":
+            self._error()
+        else:
+            self._primitive = True
+
+    def _string_end(self) -> None:
+        top = self._stack[-1]
+        role, self._string_role = self._string_role, None
+        if role == "key":
+            top.key = self._string
+            top.expect = "colon"
+            return
+        if role == "name":
+            try:
+                name = orjson.loads(f'"{self._string}"')
+            except orjson.JSONDecodeError:
+                name = None
+            self._call_named(top, name)
+        self._value_end()
+
+    def _value_end(self) -> None:
+        if not self._stack:
+            self._closed = True
+            return
+        top = self._stack[-1]
+        top.expect = "comma"
+        if self._capture is top:
+            self._send_frag()
+            self._capture = None
+
+    def _pop(self) -> None:
+        frame = self._stack.pop()
+        if frame.role == "call":
+            self._call_end(frame)
+        self._value_end()
+
+    def _error(self) -> None:
+        if self.verdict is None:
+            self.verdict = False
+            return
+        # After the verdict: what follows goes to the arguments being read, if any.
+        self._raw = True
+        if self._capture is None:
+            self._frag = ""
+
+    # ---- calls -----------------------------------------------------------------------
+    def _send_frag(self) -> None:
+        frag, self._frag = self._frag, ""
+        call = self._capture
+        if not frag or call is None:
+            return
+        if call.name is None:
+            call.held += frag
+        elif not call.bad:
+            call.sent_args = True
+            self._events.append(("args", frag))
+
+    def _call_named(self, call: _Frame, name: Any) -> None:
+        if call.name is not None:
+            return
+        call.name = name if isinstance(name, str) else ""
+        if call.name not in self._forced.names:
+            call.bad = True
+            if self.verdict is None:
+                self.verdict = False
+            return
+        self.verdict = True
+        call.started = True
+        self._events.append(("start", call.name))
+        if call.held:
+            call.sent_args = True
+            self._events.append(("args", call.held))
+
+    def _call_end(self, call: _Frame) -> None:
+        if self._capture is call:
+            self._send_frag()
+            self._capture = None
+        if not call.started:
+            if self.verdict is None:
+                self.verdict = False
+            return
+        if not call.sent_args:
+            self._events.append(("args", "{}"))
+        self._events.append(("end",))
 
 
 @dataclass(frozen=True, slots=True)
