@@ -448,14 +448,20 @@ def test_named_choice_finds_namespaced_and_custom_tools(
     assert req.chat.tools.forced.name == forced
 
 
-def test_forced_custom_tool_answers_its_input(base_url: str, ollama: FakeOllama) -> None:
+@pytest.mark.parametrize("named", [True, False])
+def test_forced_custom_tool_answers_its_input(
+    base_url: str, ollama: FakeOllama, named: bool
+) -> None:
+    arguments = {"input": PATCH}
+    answer = arguments if named else {"name": "apply_patch", "arguments": arguments}
     for stream in (False, True):
-        ollama.queue(Reply(content=orjson.dumps({"input": PATCH}).decode()))
+        ollama.queue(Reply(content=orjson.dumps(answer).decode()))
         body = {
             "model": "llama3.2",
             "input": "Fix it",
-            "tools": [PATCH_TOOL],
-            "tool_choice": {"type": "custom", "name": "apply_patch"},
+            "tools": [PATCH_TOOL, NAMESPACE],
+            "tool_choice": {"type": "custom", "name": "apply_patch"} if named else "required",
+            "parallel_tool_calls": False,
             "stream": stream,
         }
         status, _, raw = post(f"{base_url}/responses", body)
@@ -464,3 +470,46 @@ def test_forced_custom_tool_answers_its_input(base_url: str, ollama: FakeOllama)
         [item] = Response.model_validate(data).output
         assert item.type == "custom_tool_call"
         assert item.input == PATCH
+
+
+def test_every_responses_field_is_accepted(base_url: str, ollama: FakeOllama) -> None:
+    """The fields of the newest SDK's ``ResponseCreateParams`` (and Codex's own
+    ``client_metadata``) that a local model can ignore are accepted."""
+    body = {
+        "model": "qwen3:8b",
+        "input": [
+            {"type": "message", "role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
+        ],
+        "include": ["reasoning.encrypted_content", "message.output_text.logprobs"],
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "text": {"format": {"type": "text"}, "verbosity": "low"},
+        "prompt_cache_key": "k",
+        "prompt_cache_retention": "24h",
+        "prompt_cache_options": {"mode": "implicit"},
+        "client_metadata": {"x-codex-turn-metadata": "{}"},
+        "store": False,
+        "metadata": {"a": "b"},
+        "user": "u",
+        "safety_identifier": "s",
+        "service_tier": "auto",
+        "truncation": "auto",
+        "top_logprobs": 2,
+        "max_tool_calls": 3,
+        "moderation": {"mode": "score"},
+        "context_management": [{"type": "compaction", "compact_threshold": 1000}],
+        "stream_options": {"include_obfuscation": False},
+        "parallel_tool_calls": False,
+        "stream": True,
+    }
+    ollama.queue(Reply(content="Hello"))
+    status, _, raw = post(f"{base_url}/responses", body)
+    assert status == 200, raw
+    final = Response.model_validate(response_events(raw)[-1]["response"])
+    assert final.output_text == "Hello"
+    assert final.store is False
+    assert final.reasoning is not None
+    assert final.reasoning.summary == "auto"
+    sent = ollama.last().body
+    assert sent["think"] == "low"
+    assert set(sent) == {"model", "messages", "stream", "think"}

@@ -30,6 +30,9 @@ IGNORED_FIELDS = frozenset(
         "prompt_cache_key",
         "safety_identifier",
         "verbosity",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "moderation",
     }
 )
 
