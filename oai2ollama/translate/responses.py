@@ -3,8 +3,9 @@
 A Responses request is first rewritten as the equivalent chat request (instructions, input items,
 flat tools, ``text.format``, ``max_output_tokens`` …), so it gets every chat rule — aliases,
 ``num_ctx``, only client-set sampling, forced ``tool_choice`` — from one place. The answer is
-built as Responses output items: ``reasoning``, ``message`` and ``function_call``; a stream is the
-named event sequence the SDKs accumulate, with a ``sequence_number`` on every event.
+built as Responses output items: ``reasoning``, ``message``, ``function_call`` and
+``custom_tool_call``; a stream is the named event sequence the SDKs accumulate, with a
+``sequence_number`` on every event. Tools of every shape are mapped in :mod:`responses_tools`.
 """
 
 from __future__ import annotations
