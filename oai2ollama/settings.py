@@ -487,13 +487,14 @@ def _flag_help(s: Setting) -> str:
     return f"{_plain(s.help)} ({unit}default {_plain(_shown_default(s))}; {env})"
 
 
+LISTS = ", ".join(s.flag for s in SETTINGS if s.kind == "list")
 EPILOG = f"""\
 Every setting can also come from the environment, {ENV_PREFIX}<NAME> (the flag's name in
 capitals, dashes as underscores), and from the [server] table of the --config file (the
 flag's name with underscores). Precedence: flag > environment > config file > default.
-Lists (--api-key, --alias, --cors-origin): repeat the flag; comma-separated in the environment;
-an array of strings in the file. On/off settings: --name or --no-name; {"/".join(TRUE)} or
-{"/".join(FALSE)} in the environment; true or false in the file.
+Lists ({LISTS}): repeat the flag; comma-separated in the
+environment; an array of strings in the file. On/off settings: --name or --no-name;
+{"/".join(TRUE)} or {"/".join(FALSE)} in the environment; true or false in the file.
 """
 
 
