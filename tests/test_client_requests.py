@@ -421,13 +421,16 @@ def test_the_refusal_setting(make_shim: ShimFactory, ollama: FakeOllama) -> None
 
 
 def test_the_refusal_setting_from_flag_and_environment() -> None:
-    from oai2ollama.cli import build_parser, settings_from
+    from oai2ollama.settings import build_parser, settings_from
 
     assert Settings().refuse_hosted_tools is False
     parser = build_parser()
     assert settings_from(parser.parse_args(["--refuse-hosted-tools"]), {}).refuse_hosted_tools
     env = {"OAI2OLLAMA_REFUSE_HOSTED_TOOLS": "1"}
     assert settings_from(parser.parse_args([]), env).refuse_hosted_tools
+    assert not settings_from(
+        parser.parse_args(["--no-refuse-hosted-tools"]), env
+    ).refuse_hosted_tools
     assert not settings_from(parser.parse_args([]), {}).refuse_hosted_tools
 
 
