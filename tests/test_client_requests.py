@@ -516,3 +516,22 @@ def test_every_responses_field_is_accepted(base_url: str, ollama: FakeOllama) ->
     sent = ollama.last().body
     assert sent["think"] == "low"
     assert set(sent) == {"model", "messages", "stream", "think"}
+
+
+@pytest.mark.parametrize("namespace", [{"namespace": "crm"}, {}])
+def test_a_namespaced_call_in_history_keeps_the_models_name(namespace: dict[str, str]) -> None:
+    call = {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"}
+    body = {
+        "model": "m",
+        "tools": [NAMESPACE],
+        "input": [
+            {"role": "user", "content": "Who?"},
+            call | namespace,
+            {"type": "function_call_output", "call_id": "c1", "output": "Ada"},
+        ],
+    }
+    messages = responses.parse_request(body).chat.payload["messages"]
+    assert messages[1]["tool_calls"] == [
+        {"function": {"name": "crm__lookup", "arguments": {}}, "id": "c1"}
+    ]
+    assert messages[2]["tool_name"] == "crm__lookup"

@@ -138,7 +138,7 @@ def to_chat_body(
         if not isinstance(instructions, str):
             raise invalid_type("instructions", "a string", instructions)
         messages.append({"role": "system", "content": instructions})
-    messages += to_messages(items)
+    messages += to_messages(items, table)
     out["messages"] = messages
     if body.get("tools") is not None:
         out["tools"] = table.chat_tools
@@ -174,7 +174,9 @@ def to_response_format(fmt: Any) -> dict[str, Any]:
     return fmt
 
 
-def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def to_messages(
+    items: list[dict[str, Any]], table: responses_tools.ToolTable | None = None
+) -> list[dict[str, Any]]:
     """Input items → chat messages: function calls join the assistant turn they belong to,
     reasoning goes to the next assistant turn as its reasoning."""
     messages: list[dict[str, Any]] = []
@@ -189,7 +191,7 @@ def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 message["reasoning_content"], thinking = thinking, ""
             messages.append(message)
         elif kind in ("function_call", "custom_tool_call"):
-            call = responses_tools.history_call(item)
+            call = responses_tools.history_call(item, table)
             last = messages[-1] if messages else None
             if last is None or last["role"] != "assistant" or "tool_calls" not in last:
                 last = {"role": "assistant", "content": None, "tool_calls": []}

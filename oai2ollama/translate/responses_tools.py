@@ -190,12 +190,15 @@ def choice(value: Any, table: ToolTable) -> Any:
 # Input items that carry calls and their outputs
 
 
-def history_call(item: dict[str, Any]) -> dict[str, Any]:
-    """A ``function_call`` or ``custom_tool_call`` input item → a chat tool call."""
+def history_call(item: dict[str, Any], table: ToolTable | None = None) -> dict[str, Any]:
+    """A ``function_call`` or ``custom_tool_call`` input item → a chat tool call, named as the
+    model knows the tool (a namespaced one also when the item left its namespace out)."""
     name = item.get("name")
     namespace = item.get("namespace")
     if isinstance(name, str) and isinstance(namespace, str) and namespace:
         name = flat_name(namespace, name)
+    elif table is not None:
+        name = table.resolve(name) or name
     if item.get("type") == "custom_tool_call":
         tool_input = item.get("input")
         arguments: Any = {"input": tool_input if isinstance(tool_input, str) else ""}
