@@ -310,7 +310,10 @@ def _history_calls(
             here = f"{where}.tool_calls[{j}]"
             if not isinstance(call, dict):
                 raise invalid_type(here, "an object", call)
-            items.append((f"{here}.function", call.get("function"), call.get("id")))
+            if call.get("type") == "custom":
+                items.append((f"{here}.custom", _custom_call(call.get("custom")), call.get("id")))
+            else:
+                items.append((f"{here}.function", call.get("function"), call.get("id")))
     calls = []
     for here, fn, call_id in items:
         if not isinstance(fn, dict):
@@ -324,6 +327,14 @@ def _history_calls(
             call_names[call_id] = name
         calls.append(converted)
     return calls
+
+
+def _custom_call(custom: Any) -> Any:
+    """An earlier custom tool call, as the function call the model made."""
+    if not isinstance(custom, dict):
+        return custom
+    tool_input = custom.get("input")
+    return {"name": custom.get("name"), "arguments": {"input": tool_input or ""}}
 
 
 def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
@@ -399,7 +410,7 @@ def _answer_calls(message: dict[str, Any], plan: ToolPlan) -> tuple[str, list[di
         parsed = plan.forced.judge(content)
         if parsed is not None:
             content, calls = "", parsed
-    out = tools.calls_out(calls)
+    out = tools.calls_out(calls, custom=plan.custom)
     if plan.single:
         out = out[:1]
     return content, out
@@ -460,7 +471,7 @@ class ChatStream(common.ChoiceStream):
     (:class:`tools.CallReader`). Then the arguments stream as they come.
     """
 
-    __slots__ = ("_buffer", "_calls", "_mode", "_plan", "_reader", "_skip")
+    __slots__ = ("_buffer", "_calls", "_mode", "_pending", "_plan", "_reader", "_skip")
 
     def __init__(
         self, completion_id: str, created: int, request: ChatRequest, index: int = 0
@@ -480,10 +491,13 @@ class ChatStream(common.ChoiceStream):
         self._buffer = ""  # what is held back until the verdict
         forced = request.tools.forced
         # text; or for a forced call: hold (a named call's opening), read (a required call's
-        # JSON up to its first name), then call or calls, or text
+        # JSON up to its first name), buffer (a named custom tool), then call or calls, or text
         self._mode = "text" if forced is None else "hold" if forced.name else "read"
+        if forced is not None and forced.name in request.tools.custom:
+            self._mode = "buffer"  # its input is a string inside the JSON: sent whole
         self._reader = tools.CallReader(forced) if self._mode == "read" else None
         self._skip = False  # the reader's current call is beyond parallel_tool_calls: false
+        self._pending: dict[str, Any] | None = None  # a custom tool's call being read
 
     def start(self) -> bytes:
         return self._event(b'{"role":"assistant","content":""}')
@@ -537,6 +551,8 @@ class ChatStream(common.ChoiceStream):
                 return
         if self._mode == "text":
             delta["content"] = content
+        elif self._mode == "buffer":
+            self._buffer += content
         else:
             self._forced_fragment(delta, content)
 
@@ -544,9 +560,20 @@ class ChatStream(common.ChoiceStream):
         """A required call's reader events → tool-call deltas, one entry per call."""
         entries: list[dict[str, Any]] = []
         for event in events:
+            if self._pending is not None:  # a custom tool's call: sent whole when complete
+                if event[0] == "args":
+                    self._pending["function"]["arguments"] += event[1]
+                elif event[0] == "end":
+                    converted = tools.calls_out([self._pending], self._calls, self._plan.custom)
+                    self._calls += 1
+                    entries += converted
+                    self._pending = None
+                continue
             if event[0] == "start":
                 self._skip = self._plan.single and self._calls > 0
-                if not self._skip:
+                if not self._skip and event[1] in self._plan.custom:
+                    self._pending = {"function": {"name": event[1], "arguments": ""}}
+                elif not self._skip:
                     function = {"name": event[1], "arguments": ""}
                     entries.append(
                         {"index": self._calls, "id": new_id("call_"), "type": "function"}
@@ -572,7 +599,7 @@ class ChatStream(common.ChoiceStream):
             self._put_calls(delta, [{"index": 0, "function": {"arguments": content}}])
 
     def _add_calls(self, delta: dict[str, Any], calls: Any) -> None:
-        converted = tools.calls_out(calls, self._calls)
+        converted = tools.calls_out(calls, self._calls, self._plan.custom)
         if self._plan.single:
             converted = converted[: max(0, 1 - self._calls)]
         self._calls += len(converted)
@@ -590,6 +617,12 @@ class ChatStream(common.ChoiceStream):
         delta: dict[str, Any] = {}
         if self._reader is not None and self._mode == "calls":
             self._reader_calls(delta, self._reader.finish())
+        elif self._mode == "buffer" and self._plan.forced is not None:
+            judged = self._plan.forced.judge(self._buffer)
+            if judged:
+                self._add_calls(delta, judged)
+            elif self._buffer:
+                delta["content"] = self._buffer
         elif self._buffer:
             # The answer ended before its opening decided anything: it is text.
             delta["content"] = self._buffer

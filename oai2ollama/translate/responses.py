@@ -307,7 +307,7 @@ def call_item(
             "id": new_id("ctc_"),
             "call_id": call_id,
             "name": ref.name,
-            "input": responses_tools.custom_input(arguments) if status == "completed" else "",
+            "input": tools.custom_input(arguments) if status == "completed" else "",
         }
     else:
         item = {
@@ -544,7 +544,7 @@ class ResponsesStream:
             out += self._begin(item)
             arguments = call["function"]["arguments"]
             if item["type"] == "custom_tool_call":
-                out += self._delta(item["type"], responses_tools.custom_input(arguments))
+                out += self._delta(item["type"], tools.custom_input(arguments))
             else:
                 item["arguments"] = ""
                 out += self._delta(item["type"], arguments)

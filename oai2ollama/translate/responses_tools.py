@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ..errors import InvalidRequest
+from . import tools
 from .common import invalid_type
 
 # Tool types whose calls the client runs itself, and so can come from a local model.
@@ -110,12 +109,8 @@ def build(value: Any, *, refuse_hosted: bool = False) -> ToolTable:
             if parameters is not None and not isinstance(parameters, dict):
                 raise invalid_type(f"{where}.parameters", "an object", parameters)
         else:
-            description = _custom_description(description, tool.get("format"), where)
-            parameters = {
-                "type": "object",
-                "properties": {"input": {"type": "string", "description": "the tool's input"}},
-                "required": ["input"],
-            }
+            description = tools.custom_description(description, tool.get("format"), where)
+            parameters = tools.CUSTOM_PARAMETERS
         ollama_name = name if namespace is None else flat_name(namespace, name)
         fn: dict[str, Any] = {"name": ollama_name}
         if description:
@@ -144,19 +139,6 @@ def _string(tool: dict[str, Any], key: str, where: str, *, required: bool = Fals
             )
         raise invalid_type(f"{where}.{key}", "a non-empty string", value)
     return value
-
-
-def _custom_description(description: str, fmt: Any, where: str) -> str:
-    """A custom tool's description, with its input grammar spelled out for the model."""
-    note = "Call it with the whole free-form input as the string argument `input`."
-    if fmt is not None:
-        if not isinstance(fmt, dict):
-            raise invalid_type(f"{where}.format", "an object", fmt)
-        if fmt.get("type") == "grammar":
-            syntax, definition = fmt.get("syntax"), fmt.get("definition")
-            if isinstance(definition, str) and definition:
-                note += f" The input must follow this {syntax or ''} grammar:\n{definition}"
-    return f"{description}\n\n{note}" if description else note
 
 
 def choice(value: Any, table: ToolTable) -> Any:
@@ -209,26 +191,3 @@ def history_call(item: dict[str, Any], table: ToolTable | None = None) -> dict[s
         "type": "function",
         "function": {"name": name, "arguments": arguments},
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Output items
-
-
-def custom_input(arguments: Any) -> str:
-    """A custom tool call's input, out of the arguments the model gave its function."""
-    if isinstance(arguments, str):
-        try:
-            arguments = orjson.loads(arguments)
-        except orjson.JSONDecodeError:
-            return arguments
-    if isinstance(arguments, dict):
-        value = arguments.get("input")
-        if isinstance(value, str):
-            return value
-        strings = [v for v in arguments.values() if isinstance(v, str)]
-        if len(arguments) == 1 and strings:
-            return strings[0]
-    if isinstance(arguments, str):
-        return arguments
-    return orjson.dumps(arguments).decode()

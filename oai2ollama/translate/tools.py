@@ -346,6 +346,48 @@ class ToolPlan:
     instruction: str | None = None  # the system message describing a forced call
     single: bool = False  # parallel_tool_calls: false → keep only the first call
     legacy: bool = False  # `functions` in, so `function_call` out
+    custom: frozenset[str] = frozenset()  # custom tools: their calls answer `custom.input`
+
+
+# A custom tool (free-form text input) is offered to Ollama as a function with one string.
+CUSTOM_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"input": {"type": "string", "description": "the tool's input"}},
+    "required": ["input"],
+}
+
+
+def custom_description(description: str, fmt: Any, where: str) -> str:
+    """A custom tool's description, with its input grammar spelled out for the model."""
+    note = "Call it with the whole free-form input as the string argument `input`."
+    if fmt is not None:
+        if not isinstance(fmt, dict):
+            raise invalid_type(f"{where}.format", "an object", fmt)
+        grammar = fmt.get("grammar") if isinstance(fmt.get("grammar"), dict) else fmt
+        if fmt.get("type") == "grammar":
+            syntax, definition = grammar.get("syntax"), grammar.get("definition")
+            if isinstance(definition, str) and definition:
+                note += f" The input must follow this {syntax or ''} grammar:\n{definition}"
+    return f"{description}\n\n{note}" if description else note
+
+
+def custom_input(arguments: Any) -> str:
+    """A custom tool call's input, out of the arguments the model gave its function."""
+    if isinstance(arguments, str):
+        try:
+            arguments = orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            return arguments
+    if isinstance(arguments, dict):
+        value = arguments.get("input")
+        if isinstance(value, str):
+            return value
+        strings = [v for v in arguments.values() if isinstance(v, str)]
+        if len(arguments) == 1 and strings:
+            return strings[0]
+    if isinstance(arguments, str):
+        return arguments
+    return orjson.dumps(arguments).decode()
 
 
 def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
@@ -360,17 +402,20 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
         fn = tool
         if not legacy:
             kind = tool.get("type", "function")
-            if kind != "function":
+            if kind not in ("function", "custom"):
                 raise InvalidRequest(
-                    f"Unsupported tool type {kind!r} in '{where}.type': only 'function' tools "
-                    "can be run by a local model.",
+                    f"Unsupported tool type {kind!r} in '{where}.type': only 'function' and "
+                    "'custom' tools can be run by a local model.",
                     param=f"{where}.type",
                     code="unsupported_value",
                 )
-            fn = tool.get("function")
-            where += ".function"
+            fn = tool.get(kind)
+            where += f".{kind}"
             if not isinstance(fn, dict):
                 raise invalid_type(where, "an object", fn)
+            if kind == "custom":
+                tools.append(_custom(fn, where))
+                continue
         out: dict[str, Any] = {"name": common.require_str(fn, "name", f"{where}.name")}
         description = fn.get("description")
         if description is not None:
@@ -386,6 +431,16 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
     return tools
 
 
+def _custom(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    name = common.require_str(tool, "name", f"{where}.name")
+    description = tool.get("description") or ""
+    if not isinstance(description, str):
+        raise invalid_type(f"{where}.description", "a string", description)
+    description = custom_description(description, tool.get("format"), where)
+    fn = {"name": name, "description": description, "parameters": CUSTOM_PARAMETERS}
+    return {"type": "function", "function": fn}
+
+
 def plan(body: dict[str, Any]) -> ToolPlan:
     """``tools`` (or ``functions``), ``tool_choice`` and ``parallel_tool_calls`` → a plan."""
     legacy = body.get("tools") is None and body.get("functions") is not None
@@ -396,6 +451,9 @@ def plan(body: dict[str, Any]) -> ToolPlan:
         raw = body.get("tools")
         tools = [] if raw is None else definitions(raw, "tools", legacy=False)
         choice, choice_param = body.get("tool_choice"), "tool_choice"
+    custom = frozenset(
+        t["custom"]["name"] for t in body.get("tools") or [] if t.get("type") == "custom"
+    )
     parallel = common.optional_bool(body, "parallel_tool_calls")
     single = parallel is False or legacy  # legacy function calling answers one call
 
@@ -413,7 +471,7 @@ def plan(body: dict[str, Any]) -> ToolPlan:
             )
         return ToolPlan(tools=[], legacy=legacy)
     if mode == "auto":
-        return ToolPlan(tools=tools, single=single, legacy=legacy)
+        return ToolPlan(tools=tools, single=single, legacy=legacy, custom=custom)
 
     by_name = {t["function"]["name"]: t["function"] for t in tools}
     if mode == "named":
@@ -466,6 +524,7 @@ def plan(body: dict[str, Any]) -> ToolPlan:
         instruction=instruction,
         single=single,
         legacy=legacy,
+        custom=custom,
     )
 
 
@@ -478,16 +537,16 @@ def _choice(choice: Any, param: str, legacy: bool) -> tuple[str, Any]:
         if legacy and isinstance(choice.get("name"), str):
             return "named", choice["name"]
         kind = choice.get("type")
-        fn = choice.get("function")
-        if kind == "function" and isinstance(fn, dict) and isinstance(fn.get("name"), str):
+        fn = choice.get(kind) if kind in ("function", "custom") else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             return "named", fn["name"]
         if kind == "allowed_tools":
             allowed = choice.get("allowed_tools")
             if isinstance(allowed, dict) and allowed.get("mode") in ("auto", "required"):
                 names = {
-                    t["function"]["name"]
+                    t[t.get("type", "function")].get("name")
                     for t in allowed.get("tools") or []
-                    if isinstance(t, dict) and isinstance(t.get("function"), dict)
+                    if isinstance(t, dict) and isinstance(t.get(t.get("type", "function")), dict)
                 }
                 return "allowed", (names, allowed["mode"])
     raise InvalidRequest(
@@ -510,8 +569,11 @@ def _describe(functions: list[dict[str, Any]]) -> str:
     return "Functions:\n" + "\n".join(lines)
 
 
-def calls_out(calls: Any, start: int = 0) -> list[dict[str, Any]]:
-    """Ollama tool calls → OpenAI ones: an id on each, a type, arguments as a JSON string.
+def calls_out(
+    calls: Any, start: int = 0, custom: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Ollama tool calls → OpenAI ones: an id on each, a type, arguments as a JSON string (or,
+    for a ``custom`` tool, its ``input``).
 
     ``index`` counts over the whole answer: Ollama's own ``function.index`` may repeat or be
     missing when calls arrive together at the end of a stream.
@@ -524,15 +586,17 @@ def calls_out(calls: Any, start: int = 0) -> list[dict[str, Any]]:
         if not isinstance(fn, dict):
             continue
         arguments = fn.get("arguments")
+        call_id = call.get("id")
+        head = {
+            "index": start + len(out),
+            "id": call_id if isinstance(call_id, str) and call_id else new_id("call_"),
+        }
+        name = fn.get("name") or ""
+        if name in custom:
+            tool_input = custom_input(arguments)
+            out.append(head | {"type": "custom", "custom": {"name": name, "input": tool_input}})
+            continue
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments if arguments is not None else {}).decode()
-        call_id = call.get("id")
-        out.append(
-            {
-                "index": start + len(out),
-                "id": call_id if isinstance(call_id, str) and call_id else new_id("call_"),
-                "type": "function",
-                "function": {"name": fn.get("name") or "", "arguments": arguments},
-            }
-        )
+        out.append(head | {"type": "function", "function": {"name": name, "arguments": arguments}})
     return out
