@@ -31,10 +31,13 @@ _NAME = {
     "llama3.2:latest": ["completion", "tools"],
     "qwen3:8b": ["completion", "tools", "thinking"],
     "llava:7b": ["completion", "vision"],
-    "gemma4:e4b": ["completion", "vision", "audio"],
     "nomic-embed-text:latest": ["embedding"],
     "hf.co/bartowski/Qwen2.5-Coder-1.5B-GGUF:Q4_K_M": ["completion", "insert"],
 }
+
+# A model that listens; tests that need it add it (``ollama.models.update(AUDIO_MODELS)``), so
+# the usual list stays as it is.
+AUDIO_MODELS = {"gemma4:e4b": ["completion", "vision", "audio"]}
 
 
 @dataclass

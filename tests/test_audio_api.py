@@ -23,10 +23,15 @@ from oai2ollama.translate.transcriptions import MAX_FILE_BYTES
 
 from .audio_samples import b64, mp3, wav
 from .conftest import ShimFactory
-from .fake_ollama import FakeOllama, Reply
+from .fake_ollama import AUDIO_MODELS, FakeOllama, Reply
 
 AUDIO_MODEL = "gemma4:e4b"
 SPOKEN = "The quick brown fox jumps over the lazy dog."
+
+
+@pytest.fixture(autouse=True)
+def _audio_model(ollama: FakeOllama) -> None:
+    ollama.models.update(AUDIO_MODELS)
 
 
 def chat_calls(ollama: FakeOllama) -> int:
