@@ -7,6 +7,7 @@ import asyncio
 import re
 import urllib.request
 
+import aiohttp
 import openai
 import orjson
 import pytest
@@ -322,3 +323,33 @@ def test_the_test_ollama_refuses_audio_for_a_model_without_it(ollama: FakeOllama
         urllib.request.urlopen(post("llama3.2"))
     assert info.value.code == 500
     assert "audio input is not supported" in info.value.read().decode()
+
+
+def test_plain_multipart_as_curl_sends_it(base_url: str, ollama: FakeOllama) -> None:
+    url = f"{base_url}/audio/transcriptions"
+
+    def form(**fields: str) -> aiohttp.FormData:
+        data = aiohttp.FormData()
+        for name, value in fields.items():
+            data.add_field(name, value)
+        data.add_field("file", wav(), filename="a.wav", content_type="audio/wav")
+        return data
+
+    async def post(data: aiohttp.FormData | bytes, **headers: str) -> tuple[int, str, str]:
+        async with aiohttp.ClientSession() as s, s.post(url, data=data, headers=headers) as r:
+            return r.status, r.headers["Content-Type"], await r.text()
+
+    ollama.queue(Reply(content=SPOKEN))
+    status, kind, text = asyncio.run(post(form(model=AUDIO_MODEL, response_format="text")))
+    assert (status, text) == (200, SPOKEN)
+    assert kind.startswith("text/plain")
+    # Array fields without brackets are read too.
+    status, _, text = asyncio.run(post(form(model=AUDIO_MODEL, timestamp_granularities="word")))
+    assert status == 400
+    assert orjson.loads(text)["error"]["param"] == "timestamp_granularities"
+    # A body that is not the multipart it claims to be.
+    bad = {"Content-Type": "multipart/form-data; boundary=y"}
+    status, _, text = asyncio.run(post(b"--x\r\nnot a part", **bad))
+    assert status == 400
+    assert orjson.loads(text)["error"]["type"] == "invalid_request_error"
+    assert chat_calls(ollama) == 1
