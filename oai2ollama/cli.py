@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -20,6 +21,7 @@ from .errors import APIError
 from .logs import setup_logging
 from .policy import ConfigError, ModelPolicy, load_config, policy_from
 from .server import OLLAMA, bound_port, start
+from .store import DEFAULT_MAX_ENTRY, DEFAULT_TTL, is_redis_url, redis_address
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENV_HELP = """environment:
@@ -29,6 +31,8 @@ ENV_HELP = """environment:
   OAI2OLLAMA_API_KEY    same as --api-key (several: comma-separated)
   OAI2OLLAMA_LOG_LEVEL  same as --log-level
   OAI2OLLAMA_CONFIG     same as --config
+  OAI2OLLAMA_RESPONSES_STORE, OAI2OLLAMA_RESPONSES_TTL, OAI2OLLAMA_RESPONSES_MAX_ENTRY_BYTES
+                        same as the --responses-* flags
 Flags win over the environment.
 """
 
@@ -87,10 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--responses-store",
+        type=_store,
+        help="where Responses API answers are kept for previous_response_id and "
+        "GET /v1/responses/{id}: a count kept in memory (default 256, newest first, 64 MiB at "
+        "most; 0 = stateless), or redis://host:6379/0 (rediss:// for TLS) to share them between "
+        "replicas (pip install 'oai2ollama[redis]')",
+    )
+    add(
+        "--responses-ttl",
         type=_count,
-        default=256,
-        help="Responses API answers kept in memory for previous_response_id and "
-        "GET /v1/responses/{id} (default 256, newest first, 64 MiB at most; 0 = stateless)",
+        help=f"seconds a stored response is kept; 0 = no expiry (default {DEFAULT_TTL}, 30 days)",
+    )
+    add(
+        "--responses-max-entry-bytes",
+        type=_size,
+        help="largest stored response with its conversation, in bytes; larger ones get 400 "
+        f"(default {DEFAULT_MAX_ENTRY})",
     )
 
     group = parser.add_argument_group("Ollama")
@@ -285,6 +301,17 @@ def _size(text: str) -> int:
     return _whole(text, "a number of bytes", 1024)
 
 
+def _store(text: str) -> int | str:
+    if is_redis_url(text.strip()):
+        return text.strip()
+    try:
+        return _count(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"not a count nor a redis:// or rediss:// URL: {text!r}"
+        ) from None
+
+
 def _num_ctx(text: str) -> int | str:
     return text if text == "auto" else _whole(text, "a number of tokens or 'auto'", 1)
 
@@ -330,6 +357,24 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
             f"--host {host} would let anyone on the network use Ollama through this server; "
             "set --api-key (or --api-key-file), or pass --allow-unauthenticated"
         )
+
+    def from_env(flag: Any, name: str, kind: Callable[[str], Any], default: Any) -> Any:
+        if flag is not None:
+            return flag
+        text = env.get(f"OAI2OLLAMA_{name}")
+        if not text:
+            return default
+        try:
+            return kind(text)
+        except argparse.ArgumentTypeError as exc:
+            raise SettingsError(f"OAI2OLLAMA_{name}: {exc}") from None
+
+    store = from_env(args.responses_store, "RESPONSES_STORE", _store, 256)
+    if isinstance(store, str) and importlib.util.find_spec("redis") is None:
+        raise SettingsError(
+            f"--responses-store {redis_address(store)} needs the Redis client: "
+            "pip install 'oai2ollama[redis]'"
+        )
     return Settings(
         policy=model_policy,
         host=host,
@@ -350,7 +395,11 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         max_queue=args.max_queue,
         shutdown_grace=args.shutdown_grace,
         cors_origins=tuple(args.cors_origin),
-        responses_store=args.responses_store,
+        responses_store=store,
+        responses_ttl=from_env(args.responses_ttl, "RESPONSES_TTL", _count, DEFAULT_TTL),
+        responses_max_entry_bytes=from_env(
+            args.responses_max_entry_bytes, "RESPONSES_MAX_ENTRY_BYTES", _size, DEFAULT_MAX_ENTRY
+        ),
         max_body_size=args.max_body_size,
         allow_image_urls=bool(
             args.allow_image_urls or _truthy(env.get("OAI2OLLAMA_ALLOW_IMAGE_URLS"))

@@ -40,7 +40,10 @@ class Settings:
     max_queue: int = 64
     shutdown_grace: float = 10.0
     cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
-    responses_store: int = 256  # Responses kept in memory for previous_response_id; 0 = none
+    # The Responses store: a count kept in memory (0 = none, stateless), or a redis(s):// URL.
+    responses_store: int | str = 256
+    responses_ttl: int = 30 * 24 * 3600  # seconds a stored response is kept; 0 = no expiry
+    responses_max_entry_bytes: int = 8 * 1024 * 1024  # one stored response with its conversation
     max_body_size: int = 16 * 1024 * 1024
     # Fetching http(s) image URLs for vision models: off unless enabled.
     allow_image_urls: bool = False
