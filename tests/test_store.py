@@ -5,6 +5,7 @@ real process."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import subprocess
 import time
@@ -18,12 +19,15 @@ import orjson
 import pytest
 import redis
 
+from oai2ollama.cli import build_parser, settings_from
+from oai2ollama.config import Settings, SettingsError
 from oai2ollama.store import (
     ENTRY_OVERHEAD,
     EntryTooLarge,
     MemoryStore,
     RedisStore,
     ResponseStore,
+    redis_address,
     tenant_of,
 )
 
@@ -387,3 +391,64 @@ def test_memory_store_stays_within_its_budget_in_a_real_process(
 
     assert asyncio.run(status(ids[0])) == 404  # the oldest were dropped to stay in budget
     assert asyncio.run(status(ids[-1])) == 200
+
+
+# ---- settings -----------------------------------------------------------------------------
+
+
+def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:
+    return settings_from(build_parser().parse_args(argv), env or {})
+
+
+def test_store_settings_from_flags_and_environment() -> None:
+    s = parse([])
+    assert (s.responses_store, s.responses_ttl, s.responses_max_entry_bytes) == (
+        256,
+        30 * 24 * 3600,
+        8 * 1024 * 1024,
+    )
+    assert parse(["--responses-store", "0"]).responses_store == 0
+    assert parse(["--responses-store", "rediss://cache:6380/1"]).responses_store == (
+        "rediss://cache:6380/1"
+    )
+    env = {
+        "OAI2OLLAMA_RESPONSES_STORE": "redis://cache:6379/0",
+        "OAI2OLLAMA_RESPONSES_TTL": "3600",
+        "OAI2OLLAMA_RESPONSES_MAX_ENTRY_BYTES": "65536",
+    }
+    s = parse([], env)
+    assert (s.responses_store, s.responses_ttl, s.responses_max_entry_bytes) == (
+        "redis://cache:6379/0",
+        3600,
+        65536,
+    )
+    s = parse(["--responses-store", "16", "--responses-ttl", "0"], env)
+    assert (s.responses_store, s.responses_ttl) == (16, 0)
+
+
+@pytest.mark.parametrize("value", ["http://cache:6379", "-1", "many"])
+def test_bad_store_flags(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--responses-store", value])
+    assert info.value.code == 2
+    assert "redis://" in capsys.readouterr().err
+
+
+def test_bad_store_environment() -> None:
+    with pytest.raises(SettingsError, match="OAI2OLLAMA_RESPONSES_TTL"):
+        parse([], {"OAI2OLLAMA_RESPONSES_TTL": "a month"})
+
+
+def test_redis_without_its_client_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real(name, *a)
+    )
+    with pytest.raises(SettingsError, match=r"oai2ollama\[redis\]") as info:
+        parse(["--responses-store", "redis://user:hunter2@cache:6379/0"])
+    assert "hunter2" not in str(info.value)
+
+
+def test_the_redis_address_in_the_log_has_no_credentials() -> None:
+    assert redis_address("redis://user:hunter2@cache:6380/2") == "redis://cache:6380/2"
+    assert redis_address("rediss://:pw@[::1]") == "rediss://[::1]:6379/0"
