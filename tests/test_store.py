@@ -281,7 +281,7 @@ def test_redis_down_is_a_503_for_what_needs_the_store_only(
 
 
 def test_redis_store_recovers_when_redis_comes_back(
-    make_shim: ShimFactory, ollama: FakeOllama, tmp_path: Path
+    make_shim: ShimFactory, ollama: FakeOllama, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     late = RedisServer(tmp_path)
     client = sdk(make_shim(responses_store=late.url()), "k")
