@@ -32,7 +32,7 @@ from oai2ollama.store import (
 )
 
 from .conftest import RedisServer, ShimFactory, free_port
-from .fake_ollama import FakeOllama
+from .fake_ollama import FakeOllama, Reply
 from .test_process import SCRIPT
 
 StoreFactory = Callable[..., ResponseStore]
@@ -293,6 +293,32 @@ def test_redis_store_recovers_when_redis_comes_back(
         assert client.responses.retrieve(created.id).id == created.id
     finally:
         late.stop()
+
+
+def test_redis_lost_mid_stream_ends_it_with_response_failed(
+    make_shim: ShimFactory, ollama: FakeOllama, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    lost = RedisServer(tmp_path)
+    lost.start()
+    try:
+        client = sdk(make_shim(responses_store=lost.url()), "k")
+        ollama.queue(Reply(chunk_delay=0.1))
+        kinds, last = [], None
+        with client.responses.create(model="llama3.2", input="Hi", stream=True) as events:
+            for event in events:
+                kinds.append(event.type)
+                if event.type == "response.output_text.delta" and lost.proc:
+                    lost.stop()
+                    lost.proc = None
+                last = event
+    finally:
+        lost.stop()
+    assert "response.output_text.delta" in kinds
+    assert "response.completed" not in kinds
+    assert last is not None
+    assert last.type == "response.failed"
+    assert last.response.error is not None
+    assert "Responses store (Redis) is unavailable" in last.response.error.message
 
 
 # ---- the memory budget --------------------------------------------------------------------
