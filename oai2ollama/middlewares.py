@@ -21,6 +21,7 @@ from .errors import (
     UnknownURL,
 )
 from .state import EXCHANGE, METRICS, SETTINGS, Exchange, Handler, error_response
+from .store import tenant_of
 
 log = logging.getLogger("oai2ollama")
 access = logging.getLogger("oai2ollama.access")
@@ -60,7 +61,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIErr
 
 
 def auth_middleware(keys: Iterable[str]) -> Callable[[web.Request, Handler], Awaitable[Any]]:
-    expected = [key.encode() for key in keys]
+    expected = [(key.encode(), tenant_of(key)) for key in keys]
 
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -73,11 +74,13 @@ def auth_middleware(keys: Iterable[str]) -> Callable[[web.Request, Handler], Awa
                 "Missing API key. Send it in the Authorization header as 'Bearer <key>'."
             )
         given = token.strip().encode()
-        matched = False
-        for key in expected:  # every key is compared, so timing tells nothing
-            matched |= hmac.compare_digest(given, key)
-        if scheme.lower() != "bearer" or not matched:
+        tenant = None
+        for key, owner in expected:  # every key is compared, so timing tells nothing
+            if hmac.compare_digest(given, key):
+                tenant = owner
+        if scheme.lower() != "bearer" or tenant is None:
             raise Unauthorized("Incorrect API key provided.")
+        request[EXCHANGE].tenant = tenant
         return await handler(request)
 
     return check_key

@@ -40,7 +40,7 @@ from .state import (
     error_response,
     json_response,
 )
-from .store import ResponseStore
+from .store import open_store
 from .upstream import Ollama
 
 log = logging.getLogger("oai2ollama")
@@ -84,8 +84,13 @@ def create_app(settings: Settings) -> web.Application:
     app[LIMITER] = Limiter(settings.max_concurrency, settings.max_queue, app[METRICS])
     app[OLLAMA] = Ollama(settings)
     app[CATALOG] = Catalog(app[OLLAMA], settings.policy)
-    app[RESPONSES] = ResponseStore(settings.responses_store)
+    app[RESPONSES] = open_store(
+        settings.responses_store,
+        ttl=settings.responses_ttl,
+        max_entry=settings.responses_max_entry_bytes,
+    )
     app.cleanup_ctx.append(_ollama_lifetime)
+    app.cleanup_ctx.append(_store_lifetime)
     if settings.allow_image_urls:
         app[IMAGES] = ImageFetcher(settings)
         app.cleanup_ctx.append(_images_lifetime)
@@ -146,6 +151,12 @@ async def _ollama_lifetime(app: web.Application) -> AsyncIterator[None]:
     await app[OLLAMA].start()
     yield
     await app[OLLAMA].close()
+
+
+async def _store_lifetime(app: web.Application) -> AsyncIterator[None]:
+    await app[RESPONSES].start()
+    yield
+    await app[RESPONSES].close()
 
 
 async def _images_lifetime(app: web.Application) -> AsyncIterator[None]:

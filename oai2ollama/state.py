@@ -48,6 +48,7 @@ class Exchange:
     started: float
     model: str | None = None
     usage: dict[str, int] | None = None
+    tenant: str = ""  # the hash of the API key that matched ("" without keys): owns stored data
 
 
 _request_key = getattr(web, "RequestKey", None)  # aiohttp ≥ 3.13; a plain key before
