@@ -29,6 +29,8 @@ ENV_HELP = """environment:
   OAI2OLLAMA_API_KEY    same as --api-key (several: comma-separated)
   OAI2OLLAMA_LOG_LEVEL  same as --log-level
   OAI2OLLAMA_CONFIG     same as --config
+  OAI2OLLAMA_OPEN_DISCOVERY=1         same as --open-discovery
+  OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT=1 same as --allow-model-management
 Flags win over the environment.
 """
 
@@ -148,6 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unauthenticated",
         action="store_true",
         help="listen on a non-loopback address without an API key (refused otherwise)",
+    )
+    add(
+        "--open-discovery",
+        action="store_true",
+        default=None,
+        help="with API keys: let GET /api/version, GET /api/tags, POST /api/show, GET / and "
+        "HEAD / through without a key, for clients that discover models without one (VS Code "
+        "Copilot Chat's Ollama provider) (env OAI2OLLAMA_OPEN_DISCOVERY=1)",
+    )
+    add(
+        "--allow-model-management",
+        action="store_true",
+        default=None,
+        help="pass Ollama's model management routes through (/api/pull, /api/push, "
+        "/api/create, /api/copy, /api/delete, /api/blobs/*); refused with 403 otherwise "
+        "(env OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT=1)",
     )
     add(
         "--cors-origin",
@@ -350,6 +368,10 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         max_queue=args.max_queue,
         shutdown_grace=args.shutdown_grace,
         cors_origins=tuple(args.cors_origin),
+        open_discovery=bool(args.open_discovery or _truthy(env.get("OAI2OLLAMA_OPEN_DISCOVERY"))),
+        allow_model_management=bool(
+            args.allow_model_management or _truthy(env.get("OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT"))
+        ),
         responses_store=args.responses_store,
         max_body_size=args.max_body_size,
         allow_image_urls=bool(

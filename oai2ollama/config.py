@@ -40,6 +40,10 @@ class Settings:
     max_queue: int = 64
     shutdown_grace: float = 10.0
     cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
+    # With keys: Ollama's discovery routes (/api/version, /api/tags, /api/show, /) need none.
+    open_discovery: bool = False
+    # Ollama's model management routes (/api/pull, /api/delete, …) pass through; else 403.
+    allow_model_management: bool = False
     responses_store: int = 256  # Responses kept in memory for previous_response_id; 0 = none
     max_body_size: int = 16 * 1024 * 1024
     # Fetching http(s) image URLs for vision models: off unless enabled.
