@@ -143,6 +143,7 @@ class Ollama:
             raise self._failure(exc) from exc
 
     async def _batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
+        """The NDJSON objects of each network read, in order."""
         async for lines in self.lines(resp):
             yield [parse_line(line) for line in lines]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,13 @@ import ollama as ollama_sdk
 import orjson
 import pytest
 
+from oai2ollama.config import Settings
 from oai2ollama.policy import ModelPolicy, Profile
+from oai2ollama.server import bound_port, start
 from oai2ollama.translate.native import TRAINED_CONTEXT_KEY
 
 from .conftest import ShimFactory
-from .fake_ollama import FakeOllama, Reply
+from .fake_ollama import FakeOllama, LoopThread, Reply
 from .samples import WEATHER_TOOL
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -279,6 +282,49 @@ def test_a_stream_cut_upstream_ends_with_an_error_line(url: str, ollama: FakeOll
     client = ollama_sdk.Client(host=url)
     with pytest.raises(ollama_sdk.ResponseError, match="closed the connection"):
         list(client.generate(model="llama3.2", prompt="count", stream=True))
+
+
+def test_leaving_a_native_stream_stops_ollama(url: str, ollama: FakeOllama) -> None:
+    ollama.queue(Reply(content=" ".join(["word"] * 400), chunk_delay=0.02))
+
+    async def leave_early() -> float:
+        async with aiohttp.ClientSession() as session:
+            body = {"model": "llama3.2", "messages": HELLO}
+            resp = await session.post(f"{url}/api/chat", json=body)
+            await resp.content.readline()
+            left = time.monotonic()
+            resp.close()
+            return left
+
+    left = asyncio.run(leave_early())
+    assert ollama.disconnected.wait(2)
+    assert ollama.disconnect_times[0] - left < 0.1
+
+
+def test_shutdown_ends_native_streams_with_an_error_line(
+    loop_thread: LoopThread, ollama: FakeOllama
+) -> None:
+    settings = Settings(host="127.0.0.1", port=0, ollama_url=ollama.url, shutdown_grace=0.3)
+    runner = loop_thread.run(start(settings))
+    url = f"http://127.0.0.1:{bound_port(runner, 0)}"
+    ollama.queue(Reply(content=" ".join(["w"] * 1000), chunk_delay=0.01))
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            body = {"model": "llama3.2", "messages": HELLO}
+            resp = await session.post(f"{url}/api/chat", json=body)
+            await resp.content.readline()
+            stopping = asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop_thread.loop)
+            )
+            got = lines(await resp.read())
+            await stopping
+            return got
+
+    got = asyncio.run(scenario())
+    assert list(got[-1]) == ["error"]
+    assert "shutting down" in got[-1]["error"]
+    assert all("message" in line for line in got[:-1])
 
 
 def test_an_error_line_from_ollama_passes_through(url: str, ollama: FakeOllama) -> None:
