@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ POLICY = ModelPolicy(
 
 def root(make_shim: ShimFactory, **settings: Any) -> str:
     return make_shim(**settings).removesuffix("/v1")
+
+
+@pytest.fixture(autouse=True)
+def _leave_ollama_as_found(ollama: FakeOllama) -> Iterator[None]:
+    """Models pulled, created or deleted here, and the version, must not be seen later."""
+    yield
+    ollama.reset()
+    ollama.version = FakeOllama().version
 
 
 @pytest.fixture
