@@ -1,4 +1,8 @@
-"""Settings: one frozen object, built once from flags and environment, passed down explicitly."""
+"""The runtime settings: one frozen object, built once at start-up, passed down explicitly.
+
+Each field is declared (flag, environment variable, config file key, parser, help) in
+:mod:`oai2ollama.settings`, which builds this object; a new field goes there too.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class Settings:
     max_concurrency: int = 0
     max_queue: int = 64
     shutdown_grace: float = 10.0
+    loop: str = "auto"  # event loop: "auto", "asyncio" or "uvloop"
     cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
     # With keys: Ollama's discovery routes (/api/version, /api/tags, /api/show, /) need none.
     open_discovery: bool = False
