@@ -57,6 +57,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     req = chat.parse_request(await read_json(request), allow_image_urls=settings.allow_image_urls)
     request[EXCHANGE].model = req.model
+    await request.app[CATALOG].require(req.model, req.needs)
     if req.remote_images:
         await request.app[IMAGES].fill(req)
     return await generate(request, CHAT, req, req.text_chars)
@@ -273,6 +274,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     )
     exchange = request[EXCHANGE]
     exchange.model = req.model
+    await app[CATALOG].require(req.model, req.chat.needs)
     if req.chat.remote_images:
         await app[IMAGES].fill(req.chat)
     async with app[LIMITER].slot():

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__, ollama_face, openai_face, sse
+from . import __version__, ollama_face, openai_face, sse, transcriptions_face
 from .catalog import Catalog
 from .config import Settings
 from .errors import APIError, ShuttingDown
@@ -99,6 +99,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz, allow_head=True)
     app.router.add_get("/metrics", metrics_handler)
     openai_face.add_routes(app)
+    transcriptions_face.add_routes(app)
     ollama_face.add_routes(app)
     return app
 

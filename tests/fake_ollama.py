@@ -13,6 +13,7 @@ it is chunked, how slowly, and when it fails. Every request is recorded for asse
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import random
@@ -34,6 +35,10 @@ _NAME = {
     "nomic-embed-text:latest": ["embedding"],
     "hf.co/bartowski/Qwen2.5-Coder-1.5B-GGUF:Q4_K_M": ["completion", "insert"],
 }
+
+# A model that listens; tests that need it add it (``ollama.models.update(AUDIO_MODELS)``), so
+# the usual list stays as it is.
+AUDIO_MODELS = {"gemma4:e4b": ["completion", "vision", "audio"]}
 
 
 @dataclass
@@ -545,6 +550,14 @@ def _check_chat_body(body: dict[str, Any], caps: list[str]) -> None:
         for image in message.get("images") or []:
             if image.startswith("data:"):
                 raise _error(400, "illegal base64 data at input byte 4")
+            if _is_audio(image) and "audio" not in caps:
+                # The runner tells media apart by content; a model without an audio
+                # projector cannot take it.
+                raise _error(
+                    500,
+                    "audio input is not supported - hint: if this is unexpected, you may need "
+                    "to provide the mmproj",
+                )
     stop = (body.get("options") or {}).get("stop")
     if stop is not None and not isinstance(stop, list):
         raise _error(500, 'option "stop" must be of type array')
@@ -553,6 +566,19 @@ def _check_chat_body(body: dict[str, Any], caps: list[str]) -> None:
     think = body.get("think")
     if think not in (None, False) and "thinking" not in caps:
         raise _error(400, f'"{body["model"]}" does not support thinking')
+
+
+def _is_audio(image: str) -> bool:
+    """WAV or MP3 bytes, recognised by content as Ollama's runner does."""
+    try:
+        data = base64.b64decode(image[:16], validate=True)
+    except ValueError:
+        return False
+    return (
+        (data[:4] == b"RIFF" and data[8:12] == b"WAVE")
+        or data[:3] == b"ID3"
+        or (len(data) >= 2 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+    )
 
 
 def _pieces(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, from_ollama
-from . import common, tools
+from . import audio, common, tools
 from .common import invalid_type, new_id
 from .tools import ToolPlan
 
@@ -69,6 +69,8 @@ class ChatRequest:
     n: int = 1
     tools: ToolPlan = field(default_factory=lambda: ToolPlan(tools=[]))
     remote_images: tuple[RemoteImage, ...] = ()
+    # Capabilities the model must have besides completion (checked against /api/show).
+    needs: frozenset[str] = frozenset()
 
     @property
     def choices(self) -> int:
@@ -149,6 +151,16 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
         n=n,
         tools=tool_plan,
         remote_images=tuple(remote),
+        needs=frozenset({audio.CAPABILITY}) if _has_audio(messages) else frozenset(),
+    )
+
+
+def _has_audio(messages: list[Any]) -> bool:
+    """Whether any message carries an ``input_audio`` part (all were checked by now)."""
+    return any(
+        isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") == "input_audio" for p in m["content"])
+        for m in messages
     )
 
 
@@ -253,10 +265,12 @@ def _content(content: Any, where: str, role: str) -> tuple[str, list[Image]]:
             texts.append(text)
         elif kind == "image_url":
             images.append(image_source(part.get("image_url"), f"{here}.image_url"))
+        elif kind == "input_audio":
+            images.append((audio.input_audio(part, here), None, here))
         else:
             raise InvalidRequest(
-                f"Unsupported content part type {kind!r} in '{here}': Ollama accepts text and "
-                "images (image_url).",
+                f"Unsupported content part type {kind!r} in '{here}': Ollama accepts text, "
+                "images (image_url) and audio (input_audio).",
                 param=here,
                 code="unsupported_value",
             )

@@ -268,6 +268,8 @@ def _content(content: Any, where: str) -> Any:
                     code="unsupported_value",
                 )
             parts.append({"type": "image_url", "image_url": {"url": url}})
+        elif kind == "input_audio":
+            parts.append({"type": "input_audio", "input_audio": part.get("input_audio")})
         else:
             raise InvalidRequest(
                 f"Unsupported content part type {kind!r} in '{here}'.",
