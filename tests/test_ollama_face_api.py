@@ -105,7 +105,7 @@ def test_list_has_the_models_then_the_aliases(client: ollama_sdk.Client) -> None
 
 
 def test_show_resolves_aliases_and_reports_the_context_in_use(
-    client: ollama_sdk.Client, ollama: FakeOllama
+    client: ollama_sdk.Client, url: str, ollama: FakeOllama
 ) -> None:
     info = client.show("copilot-chat")
     assert ollama.last("/api/show").body["model"] == "llama3.2:latest"
@@ -121,6 +121,10 @@ def test_show_resolves_aliases_and_reports_the_context_in_use(
     assert plain.modelinfo["llama.context_length"] == 131072  # type: ignore[index]
     assert TRAINED_CONTEXT_KEY not in plain.modelinfo  # type: ignore[operator]
     assert plain.capabilities == ["completion", "vision"]
+    # The deprecated "name" is read too, as Ollama does.
+    status, _, raw = call("POST", url + "/api/show", {"name": "copilot-chat"})
+    assert status == 200
+    assert orjson.loads(raw)["model_info"]["llama.context_length"] == 8192
     with pytest.raises(ollama_sdk.ResponseError) as info_error:
         client.show("ghost")
     assert info_error.value.status_code == 404
@@ -265,6 +269,17 @@ def test_errors_are_ollama_shaped_with_ollama_statuses(
     status, _, raw = call("GET", url + "/v1/nothing")
     assert status == 404
     assert orjson.loads(raw)["error"]["code"] == "unknown_url"
+
+
+def test_a_body_over_the_limit_is_a_413_in_ollama_shape(
+    make_shim: ShimFactory, ollama: FakeOllama
+) -> None:
+    url = root(make_shim, max_body_size=2048)
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "x" * 4096}]}
+    status, _, raw = call("POST", url + "/api/chat", body)
+    assert status == 413
+    assert "2048 bytes" in orjson.loads(raw)["error"]
+    assert ollama.requests == []
 
 
 def test_unreachable_ollama_is_a_502_in_ollama_shape(make_shim: ShimFactory) -> None:
