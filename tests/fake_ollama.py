@@ -5,6 +5,9 @@ It answers the way Ollama does (see the project's Ollama API notes): NDJSON with
 out when zero, ``{"error": "..."}`` bodies with Ollama's statuses and messages, tool calls whose
 arguments are objects, and it refuses what Ollama refuses (content arrays, string arguments,
 ``stop`` as a string, ``think`` on a model that cannot think, tools on a model without them).
+It remembers which models it loaded and with what ``num_ctx`` (``/api/ps``), and manages models
+as Ollama does: pull, push and create report NDJSON progress; copy, delete and blobs answer with
+Ollama's statuses.
 
 A test queues :class:`Reply` objects to say how the next requests are answered: what text, how
 it is chunked, how slowly, and when it fails. Every request is recorded for assertions.

@@ -17,8 +17,8 @@ import orjson
 from .common import usage
 from .models import context_length_of, entries, entry_for
 
-# In ``/api/show``'s ``model_info``: the model's trained context length, when this server
-# reports a smaller ``num_ctx`` under ``<arch>.context_length``.
+# In ``/api/show``'s ``model_info``: the model's trained context length, wherever this server
+# reports the ``num_ctx`` it sends under ``<arch>.context_length``.
 TRAINED_CONTEXT_KEY = "oai2ollama.trained_context_length"
 
 # The num_ctx this server sends for a model (by its local name) given its trained length.
