@@ -50,6 +50,7 @@ class Settings:
     # Ollama's model management routes (/api/pull, /api/delete, …) pass through; else 403.
     allow_model_management: bool = False
     responses_store: int = 256  # Responses kept in memory for previous_response_id; 0 = none
+    refuse_hosted_tools: bool = False  # 400 for hosted tools (web_search, …) instead of dropping
     max_body_size: int = 16 * 1024 * 1024
     # Fetching http(s) image URLs for vision models: off unless enabled.
     allow_image_urls: bool = False

@@ -145,6 +145,23 @@ def truncation_warning(payload: dict[str, Any], chars: int, model: str) -> dict[
     }
 
 
+def add_warning(headers: dict[str, str] | None, warning: str) -> dict[str, str]:
+    """One more warning in the header: several are a comma-separated list, as for any HTTP
+    header that may repeat (each warning's own parts are separated by semicolons)."""
+    headers = dict(headers or {})
+    earlier = headers.get(WARNING_HEADER)
+    headers[WARNING_HEADER] = f"{earlier}, {warning}" if earlier else warning
+    return headers
+
+
+def tools_dropped_warning(kinds: Iterable[str]) -> str:
+    log.info("left out hosted tools: %s", " ".join(kinds))
+    return (
+        f"tools-ignored; types={' '.join(kinds)}; "
+        "hosted tools cannot run on a local model and were left out"
+    )
+
+
 def context_full_warning(
     payload: dict[str, Any], answers: list[dict[str, Any]], model: str
 ) -> dict[str, str] | None:
@@ -271,6 +288,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         history=history,
         allow_image_urls=settings.allow_image_urls,
         store_available=store.enabled,
+        refuse_hosted_tools=settings.refuse_hosted_tools,
     )
     exchange = request[EXCHANGE]
     exchange.model = req.model
@@ -281,6 +299,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         payload = req.chat.payload
         target = await app[CATALOG].prepare(payload, req.model)
         headers = truncation_warning(payload, req.chat.text_chars, target)
+        if req.tools.dropped:
+            headers = add_warning(headers, tools_dropped_warning(req.tools.dropped))
         ollama = app[OLLAMA]
         response_id, created_at = new_id("resp_"), int(time.time())
         if not req.stream:

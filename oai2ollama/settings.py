@@ -245,6 +245,14 @@ SETTINGS: tuple[Setting, ...] = (
         256,
         "responses",
     ),
+    Setting(
+        "refuse_hosted_tools",
+        "server",
+        "answer 400 to Responses requests that offer hosted tools (`web_search`, `file_search`, "
+        "`mcp`, …) instead of leaving them out with an `X-Oai2ollama-Warning` header",
+        default=False,
+        kind="bool",
+    ),
     # Ollama
     Setting(
         "ollama_url",

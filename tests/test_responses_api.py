@@ -220,7 +220,12 @@ def test_a_failure_mid_stream_is_response_failed(client: openai.OpenAI, ollama: 
     ("kwargs", "param"),
     [
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
-        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        (
+            {"input": "x", "tools": [{"type": "web_search"}], "tool_choice": {"type": "mcp"}},
+            "tool_choice",
+        ),
+        ({"input": "x", "tools": [{"type": "namespace", "tools": []}]}, "tools[0].name"),
+        ({"input": "x", "tools": [{"type": "custom", "name": 5}]}, "tools[0].name"),
         ({"input": "x", "background": True}, "background"),
         ({"input": "x", "previous_response_id": "resp_missing"}, "previous_response_id"),
         ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
