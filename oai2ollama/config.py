@@ -49,6 +49,10 @@ class Settings:
     responses_store: int | str = 256
     responses_ttl: int = 30 * 24 * 3600  # seconds a stored response is kept; 0 = no expiry
     responses_max_entry_bytes: int = 8 * 1024 * 1024  # one stored response with its conversation
+    # With keys: Ollama's discovery routes (/api/version, /api/tags, /api/show, /) need none.
+    open_discovery: bool = False
+    # Ollama's model management routes (/api/pull, /api/delete, …) pass through; else 403.
+    allow_model_management: bool = False
     refuse_hosted_tools: bool = False  # 400 for hosted tools (web_search, …) instead of dropping
     max_body_size: int = 16 * 1024 * 1024
     # Fetching http(s) image URLs for vision models: off unless enabled.

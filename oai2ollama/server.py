@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__, openai_face, sse, transcriptions_face
+from . import __version__, ollama_face, openai_face, sse, transcriptions_face
 from .catalog import Catalog
 from .config import Settings
 from .errors import APIError, ShuttingDown
@@ -22,6 +22,7 @@ from .images import ImageFetcher
 from .limiter import Limiter
 from .metrics import Metrics
 from .middlewares import (
+    DISCOVERY_ROUTES,
     auth_middleware,
     cors_headers,
     cors_middleware,
@@ -76,7 +77,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares.append(cors_middleware(settings.cors_origins))
     middlewares += [error_middleware, observe_middleware]
     if settings.api_keys:
-        middlewares.append(auth_middleware(settings.api_keys))
+        open_routes = DISCOVERY_ROUTES if settings.open_discovery else frozenset()
+        middlewares.append(auth_middleware(settings.api_keys, open_routes))
     app = web.Application(client_max_size=settings.max_body_size, middlewares=middlewares)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
@@ -103,6 +105,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     openai_face.add_routes(app)
     transcriptions_face.add_routes(app)
+    ollama_face.add_routes(app)
     return app
 
 

@@ -378,6 +378,23 @@ SETTINGS: tuple[Setting, ...] = (
         field="cors_origins",
         to_field=tuple,
     ),
+    Setting(
+        "open_discovery",
+        "security",
+        "with API keys, let `GET /api/version`, `GET /api/tags`, `POST /api/show`, `GET /` and "
+        "`HEAD /` through without a key, for clients that discover models without one (Copilot "
+        "Chat's Ollama provider); a key that is sent must still be right",
+        default=False,
+        kind="bool",
+    ),
+    Setting(
+        "allow_model_management",
+        "security",
+        "pass Ollama's model management through: `/api/pull`, `/api/push`, `/api/create`, "
+        "`/api/copy`, `/api/delete`, `/api/blobs/*` (refused with 403 otherwise)",
+        default=False,
+        kind="bool",
+    ),
     # models
     Setting(
         "config",
