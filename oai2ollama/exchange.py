@@ -28,6 +28,7 @@ class Exchange:
     status: int | None = None  # what the client got, when not the response's status
     error: str | None = None  # the code of the error the client got
     stopping: bool = False  # cancelled by shutdown: answer 503
+    tenant: str = ""  # the hash of the API key that matched ("" without keys): owns stored data
 
 
 _request_key = getattr(web, "RequestKey", None)  # aiohttp ≥ 3.13; a plain key before

@@ -55,8 +55,10 @@ class Stream:
         headers: dict[str, str] | None,
         interval: float,
         streams: Streams,
+        last_event: Callable[[APIError], bytes] = error_event,
     ) -> None:
         self._request = request
+        self._last_event = last_event
         self._exchange = request.get(EXCHANGE)
         all_headers = {**HEADERS, **headers} if headers else dict(HEADERS)
         if self._exchange is not None:
@@ -110,7 +112,7 @@ class Stream:
         self._stop()
         self.ended_with(err)
         with contextlib.suppress(Exception):
-            await self._response.write(error_event(err))
+            await self._response.write(self._last_event(err))
             await self._response.write_eof()
         if self._owner is not None and self._owner is not asyncio.current_task():
             self._owner.cancel()
@@ -150,7 +152,7 @@ async def respond(
         await events.aclose()
         raise first.exception()  # type: ignore[misc]
 
-    stream = Stream(request, headers, interval, streams)
+    stream = Stream(request, headers, interval, streams, last_event)
     try:
         await stream.open()
         try:

@@ -59,6 +59,27 @@ def error_response(err: APIError) -> web.Response:
     return json_response(err.body(), err.status, err.headers or None)
 
 
+def ollama_path(path: str) -> bool:
+    """Whether ``path`` is on Ollama's face (its own API at the root), whose clients read errors
+    in Ollama's shape."""
+    return path.startswith("/api/") or path == "/" or path == "/api"
+
+
+def ollama_error(err: APIError) -> bytes:
+    """An error in Ollama's shape, ``{"error": "..."}``: the body of an answer, or the last line
+    of a stream."""
+    return orjson.dumps({"error": err.message})
+
+
+def ollama_error_response(err: APIError) -> web.Response:
+    return web.Response(
+        body=ollama_error(err),
+        status=err.status,
+        headers=err.headers or None,
+        content_type="application/json",
+    )
+
+
 async def read_json(request: web.Request) -> Any:
     limit = request.app[SETTINGS].client_body_timeout
     if limit and not request.content.is_eof():  # a body already here needs no timer

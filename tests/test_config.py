@@ -225,4 +225,17 @@ def test_every_flag_the_readme_names_exists() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     known = {o for a in build_parser()._actions for o in a.option_strings}
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", readme))
+    named -= {"--readme", "--markdown"}  # the settings table's own tool, not the server's
     assert named - known == set()
+
+
+def test_ollama_face_settings_from_flags_and_environment() -> None:
+    s = parse([])
+    assert (s.open_discovery, s.allow_model_management) == (False, False)
+    s = parse(["--open-discovery", "--allow-model-management"])
+    assert (s.open_discovery, s.allow_model_management) == (True, True)
+    env = {"OAI2OLLAMA_OPEN_DISCOVERY": "1", "OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT": "true"}
+    s = parse([], env)
+    assert (s.open_discovery, s.allow_model_management) == (True, True)
+    s = parse([], {"OAI2OLLAMA_OPEN_DISCOVERY": "0", "OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT": ""})
+    assert (s.open_discovery, s.allow_model_management) == (False, False)
