@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import ipaddress
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +36,10 @@ _request_key = getattr(web, "RequestKey", None)  # aiohttp ≥ 3.13; a plain key
 
 EXCHANGE: Any = _request_key("exchange", Exchange) if _request_key else "oai2ollama.exchange"
 
-# The request being handled by the current task, for log lines about it.
-CURRENT: contextvars.ContextVar[web.Request | None] = contextvars.ContextVar(
+# The request being handled by the current task, for log lines about it. A weak reference: the
+# context is copied into every callback scheduled while the request runs (the connection pool's
+# timers among them), which may outlive the request by a minute and must not keep its body.
+CURRENT: contextvars.ContextVar[weakref.ref[web.Request] | None] = contextvars.ContextVar(
     "oai2ollama_request", default=None
 )
 
@@ -50,7 +53,8 @@ class RequestContext(logging.Filter):
     """Adds ``request_id`` and ``client`` to records logged while a request is handled."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        request = CURRENT.get()
+        ref = CURRENT.get()
+        request = ref() if ref is not None else None
         if request is not None and not hasattr(record, "request_id"):
             exchange = request.get(EXCHANGE)
             if exchange is not None:

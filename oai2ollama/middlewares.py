@@ -7,6 +7,7 @@ import fnmatch
 import hmac
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -210,7 +211,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         request_id = new_request_id()
     task = asyncio.current_task()
     exchange = request[EXCHANGE] = Exchange(started, request_id, task)
-    CURRENT.set(request)
+    CURRENT.set(weakref.ref(request))
     app = request.app
     in_flight = app[IN_FLIGHT]
     in_flight.add(exchange)
@@ -235,6 +236,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         in_flight.discard(exchange)
+        exchange.task = None
         elapsed = time.perf_counter() - started
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unknown"
