@@ -11,15 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import (
-    APIError,
-    InvalidRequest,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    PermissionDenied,
-    Unauthorized,
-    UnknownURL,
-)
+from .errors import APIError, PermissionDenied, Unauthorized, from_http_status
 from .state import EXCHANGE, METRICS, SETTINGS, Exchange, Handler, error_response
 
 log = logging.getLogger("oai2ollama")
@@ -44,19 +36,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIError:
-    if exc.status == 404:
-        return UnknownURL(
-            f"Unknown request URL: {request.method} {request.path}. "
-            "Please check the URL; the API is served under /v1."
-        )
-    if exc.status == 405:
-        return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
-    if exc.status == 413:
-        limit = request.app[SETTINGS].max_body_size
-        return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    err = InvalidRequest(exc.reason or "Bad request.") if exc.status < 500 else APIError(exc.reason)
-    err.status = exc.status
-    return err
+    return from_http_status(
+        exc.status,
+        exc.reason,
+        method=request.method,
+        path=request.path,
+        body_limit=request.app[SETTINGS].max_body_size,
+    )
 
 
 def auth_middleware(keys: Iterable[str]) -> Callable[[web.Request, Handler], Awaitable[Any]]:

@@ -16,7 +16,13 @@ import orjson
 
 from . import __version__
 from .config import Settings
-from .errors import APIError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, from_ollama
+from .errors import (
+    APIError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    from_ollama_body,
+)
 
 # An NDJSON line longer than this is not something Ollama sends; stop before memory runs out.
 MAX_LINE = 64 * 1024 * 1024
@@ -84,7 +90,9 @@ class Ollama:
             async with self.session.request(method, self.url + path, **kwargs) as resp:
                 body = await resp.read()
                 if resp.status != 200:
-                    raise error_from_body(resp.status, body, model)
+                    raise from_ollama_body(
+                        resp.status, body, model, resp.headers.get("Retry-After")
+                    )
         except APIError:
             raise
         except Exception as exc:
@@ -115,7 +123,7 @@ class Ollama:
                     body = await resp.read()
                 except Exception as exc:
                     raise self._failure(exc) from exc
-                raise error_from_body(resp.status, body, model)
+                raise from_ollama_body(resp.status, body, model, resp.headers.get("Retry-After"))
             if resp.connection is not None:
                 protocol = resp.connection.protocol
                 if protocol is not None:
@@ -187,17 +195,3 @@ def parse_line(line: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise UpstreamError("Ollama sent a stream line that is not a JSON object.")
     return obj
-
-
-def error_from_body(status: int, body: bytes, model: str | None) -> APIError:
-    """Ollama's ``{"error": "..."}`` body (or whatever else came) → an OpenAI error."""
-    message = ""
-    try:
-        parsed = orjson.loads(body)
-        if isinstance(parsed, dict) and parsed.get("error") is not None:
-            message = str(parsed["error"])
-    except orjson.JSONDecodeError:
-        pass
-    if not message:
-        message = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
-    return from_ollama(status, message, model)
