@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .config import DEFAULT_HOST, DEFAULT_PORT, Settings, SettingsError, parse_ollama_url
+from .config import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_IMAGE_URLS,
+    DEFAULT_MAX_LINE_SIZE,
+    DEFAULT_PORT,
+    Settings,
+    SettingsError,
+    parse_ollama_url,
+)
 from .errors import APIError
 from .logs import setup_logging
 from .policy import ConfigError, ModelPolicy, load_config, policy_from
@@ -150,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="listen on a non-loopback address without an API key (refused otherwise)",
     )
     add(
+        "--max-line-size",
+        type=_size,
+        help="longest line of Ollama's NDJSON answer in bytes; a longer one ends the answer "
+        "with an error (default 16777216; env OAI2OLLAMA_MAX_LINE_SIZE)",
+    )
+    add(
         "--cors-origin",
         action="append",
         default=[],
@@ -199,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_size,
         default=10 * 1024 * 1024,
         help="largest image fetched from a URL, in bytes (default 10485760)",
+    )
+    add(
+        "--max-image-urls",
+        type=_count,
+        help="most image URLs fetched for one request; more get 400 (default 16; env "
+        "OAI2OLLAMA_MAX_IMAGE_URLS)",
     )
     add(
         "--image-timeout",
@@ -305,6 +325,16 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     def pick(flag: Any, name: str) -> Any:
         return flag if flag is not None else (env.get(name) or None)
 
+    def number(flag: Any, name: str, parse: Callable[[str], int], default: int) -> int:
+        if flag is not None:
+            return int(flag)
+        if env.get(name):
+            try:
+                return parse(env[name])
+            except argparse.ArgumentTypeError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+        return default
+
     port = args.port
     if port is None and env.get("OAI2OLLAMA_PORT"):
         try:
@@ -352,6 +382,12 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         cors_origins=tuple(args.cors_origin),
         responses_store=args.responses_store,
         max_body_size=args.max_body_size,
+        max_line_size=number(
+            args.max_line_size, "OAI2OLLAMA_MAX_LINE_SIZE", _size, DEFAULT_MAX_LINE_SIZE
+        ),
+        max_image_urls=number(
+            args.max_image_urls, "OAI2OLLAMA_MAX_IMAGE_URLS", _count, DEFAULT_MAX_IMAGE_URLS
+        ),
         allow_image_urls=bool(
             args.allow_image_urls or _truthy(env.get("OAI2OLLAMA_ALLOW_IMAGE_URLS"))
         ),

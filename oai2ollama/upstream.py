@@ -24,8 +24,6 @@ from .errors import (
     from_ollama_body,
 )
 
-# An NDJSON line longer than this is not something Ollama sends; stop before memory runs out.
-MAX_LINE = 64 * 1024 * 1024
 _CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", ())
 _HEADERS = {"Content-Type": "application/json", "User-Agent": f"oai2ollama/{__version__}"}
 
@@ -43,6 +41,7 @@ class Ollama:
             sock_read=settings.first_byte_timeout or None,
         )
         self._idle = settings.idle_timeout or None
+        self._max_line = settings.max_line_size
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -139,8 +138,13 @@ class Ollama:
 
     async def _batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
         """The NDJSON objects of each network read, in order. A line split across reads is
-        kept until its end arrives; nothing else waits."""
-        buffer = b""
+        kept until its end arrives; nothing else waits.
+
+        Each byte is copied a bounded number of times however many reads a line spans, and a
+        line longer than ``max_line_size`` ends the answer with an error instead of taking the
+        memory and CPU everyone shares."""
+        pending = bytearray()  # the start of a line whose end has not arrived yet
+        limit = self._max_line
         content = resp.content
         while True:
             try:
@@ -149,17 +153,32 @@ class Ollama:
                 raise self._failure(exc) from exc
             if not data:
                 break
-            if buffer:
-                data = buffer + data
-            lines = data.split(b"\n")
-            buffer = lines.pop()
-            if len(buffer) > MAX_LINE:
-                raise UpstreamError("Ollama sent a line longer than the shim accepts.")
+            end = data.rfind(b"\n")
+            if end < 0:
+                pending += data
+                if len(pending) > limit:
+                    raise self._too_long()
+                continue
+            if pending:
+                pending += memoryview(data)[:end]
+                lines = pending.split(b"\n")
+            else:
+                lines = data[:end].split(b"\n")
+            pending = bytearray(memoryview(data)[end + 1 :])
+            if any(len(line) > limit for line in lines) or len(pending) > limit:
+                raise self._too_long()
             batch = [parse_line(line) for line in lines if line.strip()]
             if batch:
                 yield batch
-        if buffer.strip():
-            yield [parse_line(buffer)]
+        if pending.strip():
+            yield [parse_line(pending)]
+
+    def _too_long(self) -> UpstreamError:
+        return UpstreamError(
+            f"Ollama sent a stream line longer than {self._max_line} bytes, the most this server "
+            "accepts (--max-line-size).",
+            code="upstream_line_too_long",
+        )
 
     def _failure(self, exc: BaseException) -> APIError:
         """A transport failure → the error the client sees, naming the URL we tried."""
@@ -187,7 +206,7 @@ class Ollama:
         return UpstreamError(f"The connection to Ollama at {self.url} failed: {exc!r}")
 
 
-def parse_line(line: bytes) -> dict[str, Any]:
+def parse_line(line: bytes | bytearray) -> dict[str, Any]:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
