@@ -327,9 +327,10 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
     """OpenAI sends arguments as a JSON string, Ollama wants the object."""
     if arguments is None or arguments == "":
         return {}
-    if isinstance(arguments, dict):
-        return arguments
     param = f"{where}.arguments"
+    if isinstance(arguments, dict):
+        common.check_depth(arguments, param)
+        return arguments
     if not isinstance(arguments, str):
         raise invalid_type(param, "a JSON string", arguments)
     try:
@@ -347,6 +348,7 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
             param=param,
             code="invalid_tool_arguments",
         )
+    common.check_depth(parsed, param)
     return parsed
 
 
