@@ -9,6 +9,7 @@ IPv4 address (NAT64, 6to4, IPv4-compatible, -mapped and -translated) are judged 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import socket
@@ -112,10 +113,18 @@ class ImageFetcher:
             self._session = None
 
     async def fill(self, request: ChatRequest) -> None:
-        """Fetch every remote image of ``request`` and put its base64 into the payload."""
+        """Fetch every remote image of ``request`` at once and put its base64 into the payload.
+        The first failure cancels the other fetches and is raised."""
+        images = request.remote_images
+        tasks = [asyncio.ensure_future(self.fetch(image)) for image in images]
+        try:
+            fetched = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
         messages = request.payload["messages"]
-        for image in request.remote_images:
-            messages[image.message]["images"][image.slot] = await self.fetch(image)
+        for image, data in zip(images, fetched, strict=True):
+            messages[image.message]["images"][image.slot] = data
 
     async def fetch(self, image: RemoteImage) -> str:
         assert self._session is not None, "ImageFetcher used before start()"

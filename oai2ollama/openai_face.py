@@ -55,10 +55,12 @@ WARNING_HEADER = "X-Oai2ollama-Warning"
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    req = chat.parse_request(await read_json(request), allow_image_urls=settings.allow_image_urls)
+    req = chat.parse_request(
+        await read_json(request),
+        allow_image_urls=settings.allow_image_urls,
+        max_image_urls=settings.max_image_urls,
+    )
     request[EXCHANGE].model = req.model
-    if req.remote_images:
-        await request.app[IMAGES].fill(req)
     return await generate(request, CHAT, req, req.text_chars)
 
 
@@ -75,6 +77,8 @@ async def generate(
     app = request.app
     async with app[LIMITER].slot():
         target = await app[CATALOG].prepare(req.payload, req.model)
+        if isinstance(req, chat.ChatRequest) and req.has_images:
+            await with_images(app, req, target, "messages")
         headers = truncation_warning(req.payload, chars, target)
         ollama = app[OLLAMA]
         completion_id, created = new_id(surface.id_prefix), int(time.time())
@@ -100,6 +104,14 @@ async def generate(
                 prompt = translators[0].usage["prompt_tokens"]
                 generated = sum(t.usage["completion_tokens"] for t in translators)
                 request[EXCHANGE].usage = common.usage(prompt, generated)
+
+
+async def with_images(app: web.Application, req: chat.ChatRequest, target: str, param: str) -> None:
+    """Images go only to a model that can see them; then the remote ones are fetched. Both
+    happen inside the limiter's slot, so a full server fetches nothing."""
+    models.require_vision(await app[CATALOG].show(target), req.model, target, param)
+    if req.remote_images:
+        await app[IMAGES].fill(req)
 
 
 async def stream_answer(
@@ -269,15 +281,16 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         body,
         history=history,
         allow_image_urls=settings.allow_image_urls,
+        max_image_urls=settings.max_image_urls,
         store_available=store.enabled,
     )
     exchange = request[EXCHANGE]
     exchange.model = req.model
-    if req.chat.remote_images:
-        await app[IMAGES].fill(req.chat)
     async with app[LIMITER].slot():
         payload = req.chat.payload
         target = await app[CATALOG].prepare(payload, req.model)
+        if req.chat.has_images:
+            await with_images(app, req.chat, target, "input")
         headers = truncation_warning(payload, req.chat.text_chars, target)
         ollama = app[OLLAMA]
         response_id, created_at = new_id("resp_"), int(time.time())

@@ -573,7 +573,12 @@ def image_app() -> web.Application:
         await asyncio.sleep(5)
         return web.Response(body=PNG, content_type="image/png")
 
+    async def wait(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("s", "0.5")))
+        return web.Response(body=PNG, content_type="image/png")
+
     app = web.Application()
+    app.router.add_get("/wait.png", wait)
     app.router.add_get("/cat.png", cat)
     app.router.add_get("/big.png", big)
     app.router.add_get("/redirect", redirect)

@@ -75,6 +75,10 @@ class ChatRequest:
         return self.n
 
     @property
+    def has_images(self) -> bool:
+        return bool(self.remote_images) or any("images" in m for m in self.payload["messages"])
+
+    @property
     def text_chars(self) -> int:
         return sum(len(m["content"]) for m in self.payload["messages"])
 
@@ -90,7 +94,9 @@ class ChatRequest:
 # Request: OpenAI → Ollama
 
 
-def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
+def parse_request(
+    body: Any, *, allow_image_urls: bool = False, max_image_urls: int | None = None
+) -> ChatRequest:
     body = common.require_object(body)
     model = common.require_str(body, "model")
     messages = body.get("messages")
@@ -127,6 +133,14 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
     _refuse_audio(body)
 
     converted, remote = convert_messages(messages, allow_image_urls)
+    if max_image_urls is not None and len(remote) > max_image_urls:
+        raise InvalidRequest(
+            f"The request holds {len(remote)} image URLs; this server fetches at most "
+            f"{max_image_urls} per request (--max-image-urls). Send the others inline as data: "
+            "URLs, or in another request.",
+            param=remote[max_image_urls].param,
+            code="too_many_image_urls",
+        )
     tool_plan = tools.plan(body)
     if tool_plan.instruction:
         converted.append({"role": "system", "content": tool_plan.instruction})

@@ -70,6 +70,7 @@ def parse_request(
     *,
     history: list[dict[str, Any]] | None = None,
     allow_image_urls: bool = False,
+    max_image_urls: int | None = None,
     store_available: bool = False,
 ) -> ResponsesRequest:
     """``history``: the stored input and output of ``previous_response_id``, if any."""
@@ -92,7 +93,9 @@ def parse_request(
     items = list(history or []) + input_items(body.get("input"))
     chat_body = to_chat_body(body, items)
     try:
-        request = chat.parse_request(chat_body, allow_image_urls=allow_image_urls)
+        request = chat.parse_request(
+            chat_body, allow_image_urls=allow_image_urls, max_image_urls=max_image_urls
+        )
     except InvalidRequest as err:
         err.param = rename_param(err.param)
         raise
