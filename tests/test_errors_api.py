@@ -222,9 +222,12 @@ def test_ollama_413_is_413_and_not_retried(base_url: str, ollama: FakeOllama) ->
 
 
 def test_ollama_501_is_a_400_keeping_its_message(base_url: str, ollama: FakeOllama) -> None:
-    """A generative model whose runner cannot embed: Ollama answers 501."""
-    ollama.embed_refused = {"llama3.2"}
+    """A generative model whose runner cannot embed: Ollama answers 501. Without that answer
+    the same model embeds: a missing `embedding` capability is not refused up front."""
     client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=2)
+    assert client.embeddings.create(model="llama3.2", input="hello").data[0].embedding
+    ollama.requests.clear()
+    ollama.embed_refused = {"llama3.2"}
     with pytest.raises(openai.BadRequestError) as info:
         client.embeddings.create(model="llama3.2", input="hello")
     assert info.value.status_code == 400
