@@ -178,7 +178,7 @@ def from_ollama(
 
 
 def from_ollama_body(
-    status: int, body: bytes, model: str | None, retry_after: str | None = None
+    status: int, body: bytes | bytearray, model: str | None, retry_after: str | None = None
 ) -> APIError:
     """Ollama's ``{"error": "..."}`` body (or whatever else came) → an OpenAI error."""
     message = ""

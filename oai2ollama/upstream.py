@@ -87,7 +87,7 @@ class Ollama:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=limit)
         try:
             async with self.session.request(method, self.url + path, **kwargs) as resp:
-                body = await resp.read()
+                body = await self._whole(resp)
                 if resp.status != 200:
                     raise from_ollama_body(
                         resp.status, body, model, resp.headers.get("Retry-After")
@@ -136,6 +136,17 @@ class Ollama:
                 # Closing the connection is how Ollama learns to stop generating.
                 resp.close()
 
+    async def _whole(self, resp: aiohttp.ClientResponse) -> bytes | bytearray:
+        """A whole JSON answer: one line of JSON, held to the same limit as a stream's lines."""
+        if (resp.content_length or 0) > self._max_line:
+            raise self._too_long()
+        body = bytearray()
+        async for piece in resp.content.iter_any():
+            body += piece
+            if len(body) > self._max_line:
+                raise self._too_long()
+        return body
+
     async def _batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
         """The NDJSON objects of each network read, in order. A line split across reads is
         kept until its end arrives; nothing else waits.
@@ -175,7 +186,7 @@ class Ollama:
 
     def _too_long(self) -> UpstreamError:
         return UpstreamError(
-            f"Ollama sent a stream line longer than {self._max_line} bytes, the most this server "
+            f"Ollama sent a line of JSON longer than {self._max_line} bytes, the most this server "
             "accepts (--max-line-size).",
             code="upstream_line_too_long",
         )
