@@ -99,6 +99,13 @@ class ShuttingDown(APIError):
     code = "server_shutting_down"
 
 
+class StoreUnavailable(APIError):
+    """The Responses store (Redis) cannot be reached; only requests that need it fail."""
+
+    status = 503
+    code = "store_unavailable"
+
+
 class UpstreamError(APIError):
     """Ollama answered with an error that is not the client's fault."""
 
@@ -210,14 +217,18 @@ def retry_after_value(value: str | None) -> str | None:
 
 
 def from_http_status(
-    status: int, reason: str, *, method: str, path: str, body_limit: int
+    status: int,
+    reason: str,
+    *,
+    method: str,
+    path: str,
+    body_limit: int,
+    served: str = "the API is served under /v1",
 ) -> APIError:
-    """The HTTP server's own refusals (no route, wrong method, body too large, …)."""
+    """The HTTP server's own refusals (no route, wrong method, body too large, …); ``served``
+    says where the API is, for an unknown URL."""
     if status == 404:
-        return UnknownURL(
-            f"Unknown request URL: {method} {path}. "
-            "Please check the URL; the API is served under /v1."
-        )
+        return UnknownURL(f"Unknown request URL: {method} {path}. Please check the URL; {served}.")
     if status == 405:
         return MethodNotAllowed(f"Method {method} is not allowed for {path}.")
     if status == 413:

@@ -87,7 +87,7 @@ class Ollama:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=limit)
         try:
             async with self.session.request(method, self.url + path, **kwargs) as resp:
-                body = await self._whole(resp)
+                body = await resp.read()
                 if resp.status != 200:
                     raise from_ollama_body(
                         resp.status, body, model, resp.headers.get("Retry-After")
@@ -112,23 +112,30 @@ class Ollama:
         An error status before the first byte is raised here, so the caller can still answer
         with a proper HTTP status; errors after that are raised by the iterator.
         """
+        async with self.exchange("POST", path, orjson.dumps(payload)) as resp:
+            if resp.status != 200:
+                body = await self.read(resp)
+                raise from_ollama_body(resp.status, body, model, resp.headers.get("Retry-After"))
+            yield self._batches(resp)
+
+    @asynccontextmanager
+    async def exchange(
+        self, method: str, path: str, data: Any = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send ``data`` (bytes, or a stream of them) and yield Ollama's response, whatever its
+        status, for answers passed through as they are. Once the headers are in, the idle
+        timeout holds between reads."""
         try:
-            resp = await self.session.post(self.url + path, data=orjson.dumps(payload))
+            resp = await self.session.request(method, self.url + path, data=data)
         except Exception as exc:
             raise self._failure(exc) from exc
         try:
-            if resp.status != 200:
-                try:
-                    body = await resp.read()
-                except Exception as exc:
-                    raise self._failure(exc) from exc
-                raise from_ollama_body(resp.status, body, model, resp.headers.get("Retry-After"))
             if resp.connection is not None:
                 protocol = resp.connection.protocol
                 if protocol is not None:
                     protocol.read_timeout = self._idle
                     protocol.start_timeout()
-            yield self._batches(resp)
+            yield resp
         finally:
             if resp.content.at_eof():
                 resp.release()
@@ -136,20 +143,21 @@ class Ollama:
                 # Closing the connection is how Ollama learns to stop generating.
                 resp.close()
 
-    async def _whole(self, resp: aiohttp.ClientResponse) -> bytes | bytearray:
-        """A whole JSON answer: one line of JSON, held to the same limit as a stream's lines."""
-        if (resp.content_length or 0) > self._max_line:
-            raise self._too_long()
-        body = bytearray()
-        async for piece in resp.content.iter_any():
-            body += piece
-            if len(body) > self._max_line:
-                raise self._too_long()
-        return body
+    async def read(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole body of ``resp``, transport failures mapped."""
+        try:
+            return await resp.read()
+        except Exception as exc:
+            raise self._failure(exc) from exc
 
     async def _batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
-        """The NDJSON objects of each network read, in order. A line split across reads is
-        kept until its end arrives; nothing else waits.
+        """The NDJSON objects of each network read, in order."""
+        async for lines in self.lines(resp):
+            yield [parse_line(line) for line in lines]
+
+    async def lines(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+        """The NDJSON lines of each network read, in order, without their newlines. A line split
+        across reads is kept until its end arrives; nothing else waits.
 
         Each byte is copied a bounded number of times however many reads a line spans, and a
         line longer than ``max_line_size`` ends the answer with an error instead of taking the
@@ -172,21 +180,21 @@ class Ollama:
                 continue
             if pending:
                 pending += memoryview(data)[:end]
-                lines = pending.split(b"\n")
+                lines = bytes(pending).split(b"\n")
             else:
                 lines = data[:end].split(b"\n")
             pending = bytearray(memoryview(data)[end + 1 :])
-            if any(len(line) > limit for line in lines) or len(pending) > limit:
+            if len(pending) > limit or any(len(line) > limit for line in lines):
                 raise self._too_long()
-            batch = [parse_line(line) for line in lines if line.strip()]
+            batch = [line for line in lines if line.strip()]
             if batch:
                 yield batch
         if pending.strip():
-            yield [parse_line(pending)]
+            yield [bytes(pending)]
 
     def _too_long(self) -> UpstreamError:
         return UpstreamError(
-            f"Ollama sent a line of JSON longer than {self._max_line} bytes, the most this server "
+            f"Ollama sent a stream line longer than {self._max_line} bytes, the most this server "
             "accepts (--max-line-size).",
             code="upstream_line_too_long",
         )
@@ -217,7 +225,7 @@ class Ollama:
         return UpstreamError(f"The connection to Ollama at {self.url} failed: {exc!r}")
 
 
-def parse_line(line: bytes | bytearray) -> dict[str, Any]:
+def parse_line(line: bytes) -> dict[str, Any]:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:

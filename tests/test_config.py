@@ -142,3 +142,15 @@ def test_limit_settings_from_flag_and_environment(
         settings_from(parse([]), {env: "lots"})
     with pytest.raises(SystemExit):
         parse([flag, "-1"])
+
+
+def test_ollama_face_settings_from_flags_and_environment() -> None:
+    s = parse([])
+    assert (s.open_discovery, s.allow_model_management) == (False, False)
+    s = parse(["--open-discovery", "--allow-model-management"])
+    assert (s.open_discovery, s.allow_model_management) == (True, True)
+    env = {"OAI2OLLAMA_OPEN_DISCOVERY": "1", "OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT": "true"}
+    s = parse([], env)
+    assert (s.open_discovery, s.allow_model_management) == (True, True)
+    s = parse([], {"OAI2OLLAMA_OPEN_DISCOVERY": "0", "OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT": ""})
+    assert (s.open_discovery, s.allow_model_management) == (False, False)

@@ -217,16 +217,15 @@ def test_images_to_a_model_without_vision_are_400_naming_the_model(
             "model": "llama3.2",
             "input": [{"role": "user", "content": content}],
         }
-        param = "input"
     else:
         body = {"model": "llama3.2", "messages": image_message(data_url)}
-        param = "messages"
     status, answer = post(f"{base_url}/{route}", body)
     assert status == 400, answer
     error = answer["error"]
     assert error["type"] == "invalid_request_error"
-    assert error["code"] == "model_not_vision_capable"
-    assert error["param"] == param
+    assert error["code"] == "model_not_supported"
+    assert error["param"] == "model"
+    assert "image input" in error["message"]
     assert "'llama3.2'" in error["message"]
     assert not [r for r in ollama.requests if r.path == "/api/chat"]
     # A vision model takes the same request.

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from ..errors import InvalidRequest, ModelNotFound
+from ..errors import ModelNotFound
 
 ShowLookup = Callable[[str], Mapping[str, Any] | None]
 
@@ -102,20 +102,4 @@ def not_found(model_id: str) -> ModelNotFound:
         f"The model '{model_id}' does not exist on this Ollama server "
         f"(pull it with: ollama pull {model_id}).",
         param="model",
-    )
-
-
-def require_vision(info: Mapping[str, Any] | None, requested: str, local: str, param: str) -> None:
-    """Refuse images for a model whose ``/api/show`` capabilities lack ``vision``. When Ollama
-    does not say (an old version, or no answer), the request goes on and Ollama decides."""
-    capabilities = info.get("capabilities") if info else None
-    if not isinstance(capabilities, list) or "vision" in capabilities:
-        return
-    name = f"'{requested}'" if requested == local else f"'{requested}' (local model '{local}')"
-    raise InvalidRequest(
-        f"The model {name} cannot read images: its capabilities are "
-        f"{', '.join(map(str, capabilities)) or 'none'}. Send the images to a vision model, "
-        "or send text only.",
-        param=param,
-        code="model_not_vision_capable",
     )
