@@ -160,7 +160,7 @@ def from_ollama(
         return InvalidRequest(
             f"The model '{model}' cannot do this: {message}" if model else message,
             param="model" if model else None,
-            code="unsupported_capability",
+            code="model_not_supported",
         )
     if status in (401, 403):
         # Ollama refusing us (cloud models, its host check) is not the client's key at fault.

@@ -232,6 +232,7 @@ def test_ollama_501_is_a_400_keeping_its_message(base_url: str, ollama: FakeOlla
         client.embeddings.create(model="llama3.2", input="hello")
     assert info.value.status_code == 400
     error = assert_openai_error({"error": info.value.body}, "invalid_request_error", "model")
+    assert error["code"] == "model_not_supported"
     assert "this model does not support embeddings" in error["message"]
     assert "llama3.2" in error["message"]
     assert len([r for r in ollama.requests if r.path == "/api/embed"]) == 1
