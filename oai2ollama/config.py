@@ -1,4 +1,8 @@
-"""Settings: one frozen object, built once from flags and environment, passed down explicitly."""
+"""The runtime settings: one frozen object, built once at start-up, passed down explicitly.
+
+Each field is declared (flag, environment variable, config file key, parser, help) in
+:mod:`oai2ollama.settings`, which builds this object; a new field goes there too.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class Settings:
     max_concurrency: int = 0
     max_queue: int = 64
     shutdown_grace: float = 10.0
+    loop: str = "auto"  # event loop: "auto", "asyncio" or "uvloop"
     cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
     responses_store: int = 256  # Responses kept in memory for previous_response_id; 0 = none
     max_body_size: int = 16 * 1024 * 1024

@@ -1,7 +1,9 @@
 """Model policy: aliases, per-model defaults (num_ctx, keep_alive, options), the config file.
 
 The operator's rules for which local model answers a name and how it is run. Everything but
-:func:`load_config` is pure, so the rules are tested on plain values.
+:func:`load_config` is pure, so the rules are tested on plain values. The file's ``[server]``
+table holds runtime settings instead; :mod:`oai2ollama.settings` takes it out before
+:func:`policy_from` sees the rest.
 """
 
 from __future__ import annotations
