@@ -72,6 +72,7 @@ def npm_client(package: str, version: str, command: str) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if binary.exists():
             return binary
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete copy from an older layout
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
         try:
             done = subprocess.run(
@@ -92,6 +93,7 @@ def npm_client(package: str, version: str, command: str) -> Path:
             )
             if done.returncode != 0:
                 unavailable(f"npm install {package}@{version} failed: {done.stderr[-2000:]}")
+            staging.chmod(0o755)  # mkdtemp made it private; the cache is shared
             os.replace(staging, target)
         except subprocess.TimeoutExpired:
             unavailable(f"npm install {package}@{version} took over {INSTALL_TIMEOUT}s")
