@@ -61,6 +61,7 @@ def check_round_trip(ollama: FakeOllama, tool: str, argument: str, work: Path) -
     (call,) = calls[0]["tool_calls"]
     assert call["function"]["name"] == tool
     assert call["function"]["arguments"][argument] == COMMAND
+    assert call["id"] == "call_turn1"  # the id the model gave, kept by server and client
     results = [m for m in messages if m["role"] == "tool"]
     assert len(results) == 1
     assert results[0]["tool_call_id"] == call["id"]
