@@ -84,11 +84,6 @@ def script_turn(ollama: FakeOllama, tool: str, argument: str, thinking: str = ""
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Codex's default tools include a 'namespace' tool and the hosted 'web_search' tool, "
-    "which the Responses face does not accept yet",
-)
 def test_codex_completes_a_turn_with_a_shell_call(
     codex: Path,
     ollama: FakeOllama,
@@ -151,6 +146,9 @@ def test_codex_completes_a_turn_with_a_shell_call(
     answers = [i["text"] for i in items if i["type"] == "agent_message"]
     assert answers == [FINAL], report
     check_round_trip(ollama, "exec_command", "cmd", work)
+    # The default tools were offered: the sub-agent namespace's functions reached the model.
+    names = [t["function"]["name"] for t in chat_bodies(ollama)[0]["tools"]]
+    assert any(n.startswith("multi_agent") and n.endswith("spawn_agent") for n in names), names
 
 
 def test_continue_completes_a_turn_with_a_bash_call(
