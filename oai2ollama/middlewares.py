@@ -212,7 +212,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
             task.uncancel()  # cancelled by shutdown, not by the client: tell it
             err = ShuttingDown("The server is shutting down; retry the request.")
             exchange.error = err.code
-            response = error_response(err)
+            shape = ollama_error_response if ollama_path(request.path) else error_response
+            response = shape(err)
         status = exchange.status or response.status
         if not response.prepared:
             response.headers[REQUEST_ID] = request_id
