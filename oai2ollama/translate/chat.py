@@ -13,9 +13,11 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, from_ollama
-from . import audio, common, tools
-from .common import invalid_type, new_id
+from . import audio, tools, validate
+from .options import add_ollama_fields
+from .stream import ChoiceStream, new_id, usage
 from .tools import ToolPlan
+from .validate import invalid_type
 
 # Fields OpenAI accepts that have no Ollama counterpart and change nothing a local model can do.
 IGNORED_FIELDS = frozenset(
@@ -107,8 +109,8 @@ class ChatRequest:
 def parse_request(
     body: Any, *, allow_image_urls: bool = False, max_image_urls: int | None = None
 ) -> ChatRequest:
-    body = common.require_object(body)
-    model = common.require_str(body, "model")
+    body = validate.require_object(body)
+    model = validate.require_str(body, "model")
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequest(
@@ -129,10 +131,10 @@ def parse_request(
             code="invalid_value",
         )
 
-    stream = bool(common.optional_bool(body, "stream"))
-    include_usage = common.include_usage(body)
+    stream = bool(validate.optional_bool(body, "stream"))
+    include_usage = validate.include_usage(body)
 
-    n = common.optional_int(body, "n", 1) or 1
+    n = validate.optional_int(body, "n", 1) or 1
     if n > MAX_CHOICES:
         raise InvalidRequest(
             f"Invalid value for 'n': at most {MAX_CHOICES} choices per request "
@@ -157,10 +159,10 @@ def parse_request(
     payload: dict[str, Any] = {"model": model, "messages": converted, "stream": stream}
     if tool_plan.tools:
         payload["tools"] = tool_plan.tools
-    common.add_ollama_fields(payload, body, fmt=tool_plan.format)
-    if common.optional_bool(body, "logprobs"):
+    add_ollama_fields(payload, body, fmt=tool_plan.format)
+    if validate.optional_bool(body, "logprobs"):
         payload["logprobs"] = True
-        top = common.optional_int(body, "top_logprobs", 0, hi=20)
+        top = validate.optional_int(body, "top_logprobs", 0, hi=20)
         if top is not None:
             payload["top_logprobs"] = top
     elif body.get("top_logprobs") is not None:
@@ -382,7 +384,7 @@ def _history_calls(
     for here, fn, call_id in items:
         if not isinstance(fn, dict):
             raise invalid_type(here, "an object", fn)
-        name = common.require_str(fn, "name", f"{here}.name")
+        name = validate.require_str(fn, "name", f"{here}.name")
         converted: dict[str, Any] = {
             "function": {"name": name, "arguments": parse_arguments(fn.get("arguments"), here)}
         }
@@ -407,7 +409,7 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
         return {}
     param = f"{where}.arguments"
     if isinstance(arguments, dict):
-        common.check_depth(arguments, param)
+        validate.check_depth(arguments, param)
         return arguments
     if not isinstance(arguments, str):
         raise invalid_type(param, "a JSON string", arguments)
@@ -426,7 +428,7 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
             param=param,
             code="invalid_tool_arguments",
         )
-    common.check_depth(parsed, param)
+    validate.check_depth(parsed, param)
     return parsed
 
 
@@ -525,11 +527,11 @@ def completion(
         "created": created,
         "model": request.model,
         "choices": choices,
-        "usage": common.usage(prompt, generated),
+        "usage": usage(prompt, generated),
     }
 
 
-class ChatStream(common.ChoiceStream):
+class ChatStream(ChoiceStream):
     """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events.
 
     A forced call gets the verdict the whole answer would get (:meth:`tools.ForcedCall.judge`),

@@ -16,8 +16,11 @@ from typing import Any
 import orjson
 
 from ..errors import APIError, InvalidRequest, from_ollama
-from . import chat, common, responses_tools, tools
-from .common import invalid_type, new_id
+from . import chat, responses_tools, tools, validate
+from .options import TOP_LEVEL_OPTIONS
+from .stream import new_id, usage_from
+from .stream import usage as chat_usage
+from .validate import invalid_type
 
 # Responses fields that a local, stateless model cannot honour and a client may rely on.
 REFUSED = {
@@ -26,16 +29,16 @@ REFUSED = {
     "prompt": "Stored prompt templates are not available here; send the input itself.",
 }
 # Ollama's own fields, passed through as in chat.
-PASSED = {"options", "keep_alive", "think", "format", *common.TOP_LEVEL_OPTIONS}
+PASSED = {"options", "keep_alive", "think", "format", *TOP_LEVEL_OPTIONS}
 # Fields the response object repeats as the client sent them, and the input the store keeps,
 # with how deep each may nest: a field that holds schemas or arguments (held to MAX_DEPTH
 # themselves) gets room for the levels around them.
-_AROUND = common.MAX_DEPTH + 10
+_AROUND = validate.MAX_DEPTH + 10
 ECHOED = {
-    "metadata": common.MAX_DEPTH,
-    "user": common.MAX_DEPTH,
-    "reasoning": common.MAX_DEPTH,
-    "tool_choice": common.MAX_DEPTH,
+    "metadata": validate.MAX_DEPTH,
+    "user": validate.MAX_DEPTH,
+    "reasoning": validate.MAX_DEPTH,
+    "tool_choice": validate.MAX_DEPTH,
     "text": _AROUND,
     "tools": _AROUND,
     "input": _AROUND,
@@ -79,11 +82,11 @@ def parse_request(
     refuse_hosted_tools: bool = False,
 ) -> ResponsesRequest:
     """``history``: the stored input and output of ``previous_response_id``, if any."""
-    body = common.require_object(body)
+    body = validate.require_object(body)
     for key, why in REFUSED.items():
         if body.get(key):
             raise InvalidRequest(why, param=key, code="unsupported_value")
-    store = common.optional_bool(body, "store")
+    store = validate.optional_bool(body, "store")
     previous = body.get("previous_response_id")
     if previous is not None and not isinstance(previous, str):
         raise invalid_type("previous_response_id", "a string", previous)
@@ -107,7 +110,7 @@ def parse_request(
         raise
     # What the response echoes (and the store keeps) must be writable too.
     for key, limit in ECHOED.items():
-        common.check_depth(body.get(key), key, limit)
+        validate.check_depth(body.get(key), key, limit)
     return ResponsesRequest(
         chat=request,
         body=body,
@@ -186,7 +189,7 @@ def to_response_format(fmt: Any) -> dict[str, Any]:
     if not isinstance(fmt, dict):
         raise invalid_type("text.format", "an object", fmt)
     if fmt.get("type") == "json_schema":
-        common.check_depth(fmt.get("schema"), "text.format.schema")
+        validate.check_depth(fmt.get("schema"), "text.format.schema")
         return {
             "type": "json_schema",
             "json_schema": {"name": fmt.get("name"), "schema": fmt.get("schema")},
@@ -450,7 +453,7 @@ class ResponsesStream:
     _reader: tools.CallReader | None = None
     _pending: dict[str, Any] | None = None  # a custom tool's call, until its JSON is complete
     _skip: bool = False  # the reader's current call is beyond parallel_tool_calls: false
-    usage: dict[str, int] = field(default_factory=lambda: common.usage(0, 0))
+    usage: dict[str, int] = field(default_factory=lambda: chat_usage(0, 0))
 
     def __post_init__(self) -> None:
         forced = self.request.chat.tools.forced
@@ -660,7 +663,7 @@ class ResponsesStream:
             out += self._whole_calls(judged) if judged else self._delta("message", self._buffer)
         out += self._close()
         self.done = True
-        self.usage = common.usage_from(chunk)
+        self.usage = usage_from(chunk)
         incomplete = chunk.get("done_reason") == "length"
         self.final = self._snapshot(
             "incomplete" if incomplete else "completed",

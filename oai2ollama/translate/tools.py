@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest
-from . import common
-from .common import invalid_type, new_id
+from . import validate
+from .stream import new_id
+from .validate import invalid_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +417,7 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
             if kind == "custom":
                 tools.append(_custom(fn, where))
                 continue
-        out: dict[str, Any] = {"name": common.require_str(fn, "name", f"{where}.name")}
+        out: dict[str, Any] = {"name": validate.require_str(fn, "name", f"{where}.name")}
         description = fn.get("description")
         if description is not None:
             if not isinstance(description, str):
@@ -426,14 +427,14 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
         if params is not None:
             if not isinstance(params, dict):
                 raise invalid_type(f"{where}.parameters", "an object", params)
-            common.check_depth(params, f"{where}.parameters")
+            validate.check_depth(params, f"{where}.parameters")
             out["parameters"] = params
         tools.append({"type": "function", "function": out})
     return tools
 
 
 def _custom(tool: dict[str, Any], where: str) -> dict[str, Any]:
-    name = common.require_str(tool, "name", f"{where}.name")
+    name = validate.require_str(tool, "name", f"{where}.name")
     description = tool.get("description") or ""
     if not isinstance(description, str):
         raise invalid_type(f"{where}.description", "a string", description)
@@ -455,7 +456,7 @@ def plan(body: dict[str, Any]) -> ToolPlan:
     custom = frozenset(
         t["custom"]["name"] for t in body.get("tools") or [] if t.get("type") == "custom"
     )
-    parallel = common.optional_bool(body, "parallel_tool_calls")
+    parallel = validate.optional_bool(body, "parallel_tool_calls")
     single = parallel is False or legacy  # legacy function calling answers one call
 
     mode, name = _choice(choice, choice_param, legacy)
