@@ -540,7 +540,7 @@ class ChatStream(ChoiceStream):
     (:class:`tools.CallReader`). Then the arguments stream as they come.
     """
 
-    __slots__ = ("_buffer", "_calls", "_mode", "_pending", "_plan", "_reader", "_skip")
+    __slots__ = ("_calls", "_gate", "_pending", "_plan", "_skip")
 
     def __init__(
         self, completion_id: str, created: int, request: ChatRequest, index: int = 0
@@ -557,14 +557,9 @@ class ChatStream(ChoiceStream):
         )
         self._plan = request.tools
         self._calls = 0
-        self._buffer = ""  # what is held back until the verdict
         forced = request.tools.forced
-        # text; or for a forced call: hold (a named call's opening), read (a required call's
-        # JSON up to its first name), buffer (a named custom tool), then call or calls, or text
-        self._mode = "text" if forced is None else "hold" if forced.name else "read"
-        if forced is not None and forced.name in request.tools.custom:
-            self._mode = "buffer"  # its input is a string inside the JSON: sent whole
-        self._reader = tools.CallReader(forced) if self._mode == "read" else None
+        custom = forced is not None and forced.name in request.tools.custom
+        self._gate = tools.ContentGate(forced, custom)
         self._skip = False  # the reader's current call is beyond parallel_tool_calls: false
         self._pending: dict[str, Any] | None = None  # a custom tool's call being read
 
@@ -600,31 +595,15 @@ class ChatStream(ChoiceStream):
         return out
 
     def _content(self, delta: dict[str, Any], content: str) -> None:
-        if self._mode == "hold":
-            # A named forced call: wait for the opening that decides call or text.
-            self._buffer += content
-            verdict = tools.opening(self._buffer)
-            if verdict is None:
-                return
-            self._mode = "call" if verdict else "text"
-            content, self._buffer = self._buffer, ""
-        elif self._reader is not None and self._mode in ("read", "calls"):
-            events = self._reader.feed(content)
-            if self._mode == "read":
-                self._buffer += content
-                if self._reader.verdict is None:
-                    return
-                self._mode = "calls" if self._reader.verdict else "text"
-                content, self._buffer = self._buffer, ""
-            if self._mode == "calls":
-                self._reader_calls(delta, events)
-                return
-        if self._mode == "text":
-            delta["content"] = content
-        elif self._mode == "buffer":
-            self._buffer += content
+        routed = self._gate.route(content)
+        if routed is None:
+            return
+        if isinstance(routed, list):
+            self._reader_calls(delta, routed)
+        elif self._gate.mode == "text":
+            delta["content"] = routed
         else:
-            self._forced_fragment(delta, content)
+            self._forced_fragment(delta, routed)
 
     def _reader_calls(self, delta: dict[str, Any], events: list[tools.Event]) -> None:
         """A required call's reader events → tool-call deltas, one entry per call."""
@@ -685,17 +664,18 @@ class ChatStream(ChoiceStream):
     def _finish(self, chunk: dict[str, Any]) -> bytes:
         out = b""
         delta: dict[str, Any] = {}
-        if self._reader is not None and self._mode == "calls":
-            self._reader_calls(delta, self._reader.finish())
-        elif self._mode == "buffer" and self._plan.forced is not None:
-            judged = self._plan.forced.judge(self._buffer)
+        gate = self._gate
+        if gate.reader is not None and gate.mode == "calls":
+            self._reader_calls(delta, gate.reader.finish())
+        elif gate.mode == "buffer" and self._plan.forced is not None:
+            judged = self._plan.forced.judge(gate.buffer)
             if judged:
                 self._add_calls(delta, judged)
-            elif self._buffer:
-                delta["content"] = self._buffer
-        elif self._buffer:
+            elif gate.buffer:
+                delta["content"] = gate.buffer
+        elif gate.buffer:
             # The answer ended before its opening decided anything: it is text.
-            delta["content"] = self._buffer
+            delta["content"] = gate.buffer
         if delta:
             out = self._event(orjson.dumps(delta))
         reason = finish_reason(chunk.get("done_reason"), self._calls > 0, self._plan.legacy)

@@ -339,6 +339,53 @@ class CallReader:
         self._events.append(("end",))
 
 
+class ContentGate:
+    """Where a stream's content goes while a forced call's verdict is pending, so that chat and
+    the Responses API hold back the same characters and reach the same verdict.
+
+    ``mode``: text; or for a forced call: hold (a named call's opening), read (a required call's
+    JSON up to its first name), buffer (a named custom tool, whose input is a string inside the
+    JSON: sent whole at the end), then call or calls, or text.
+    """
+
+    __slots__ = ("buffer", "mode", "reader")
+
+    def __init__(self, forced: ForcedCall | None, custom: bool) -> None:
+        self.buffer = ""  # what is held back until the verdict
+        if forced is None:
+            self.mode = "text"
+        elif forced.name is None:
+            self.mode = "read"
+        else:
+            self.mode = "buffer" if custom else "hold"
+        self.reader = CallReader(forced) if forced is not None and self.mode == "read" else None
+
+    def route(self, content: str) -> str | list[Event] | None:
+        """None while held back; the reader's events once the answer is calls; else the text
+        now due, to go out as ``mode`` says (``text``, or ``call``: a named call's arguments)."""
+        if self.mode == "hold":
+            self.buffer += content
+            verdict = opening(self.buffer)
+            if verdict is None:
+                return None
+            self.mode = "call" if verdict else "text"
+            content, self.buffer = self.buffer, ""
+        elif self.reader is not None and self.mode in ("read", "calls"):
+            events = self.reader.feed(content)
+            if self.mode == "read":
+                self.buffer += content
+                if self.reader.verdict is None:
+                    return None
+                self.mode = "calls" if self.reader.verdict else "text"
+                content, self.buffer = self.buffer, ""
+            if self.mode == "calls":
+                return events
+        if self.mode == "buffer":
+            self.buffer += content
+            return None
+        return content
+
+
 @dataclass(frozen=True, slots=True)
 class ToolPlan:
     tools: list[dict[str, Any]]  # what Ollama gets as `tools`
