@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 from . import policy as rules
-from .errors import APIError
+from .errors import APIError, InvalidRequest
 from .policy import ModelPolicy
 from .translate.models import context_length_of
 from .upstream import Ollama
@@ -80,6 +81,20 @@ class Catalog:
             return self.policy.default_model
         return requested
 
+    async def require(self, requested: str, needs: Collection[str]) -> None:
+        """Refuse up front (400) a request that needs capabilities its model lacks, as told by
+        the cached ``/api/show``. When Ollama cannot say, the request goes on and Ollama judges."""
+        if not needs:
+            return
+        target = requested if self._plain else await self.route(requested)
+        info = await self.show(target)
+        capabilities = info.get("capabilities") if info else None
+        if not isinstance(capabilities, list):
+            return
+        missing = [need for need in needs if need not in capabilities]
+        if missing:
+            raise missing_capability(requested, target, missing, capabilities)
+
     async def prepare(self, payload: dict[str, Any], requested: str) -> str:
         """Point ``payload`` at the local model and apply its profile; returns that model."""
         if self._plain:
@@ -93,3 +108,20 @@ class Catalog:
             context = context_length_of(info) if info else None
         rules.apply(payload, self.policy, profile, context)
         return target
+
+
+INPUTS = {"audio": "audio input", "vision": "image input"}
+
+
+def missing_capability(
+    requested: str, target: str, missing: list[str], capabilities: list[Any]
+) -> InvalidRequest:
+    what = " and ".join(INPUTS.get(need, need) for need in sorted(missing))
+    served = f" (served by '{target}')" if target != requested else ""
+    has = ", ".join(str(c) for c in capabilities) or "none"
+    return InvalidRequest(
+        f"The model '{requested}'{served} does not support {what}: its capabilities are {has}. "
+        f"Use a model with the {' and '.join(repr(m) for m in sorted(missing))} capability.",
+        param="model",
+        code="model_not_supported",
+    )

@@ -28,9 +28,10 @@ async def serve(settings: Settings) -> None:
     try:
         bound = dataclasses.replace(settings, port=bound_port(runner, settings.port))
         log.info(
-            "oai2ollama %s listening on %s, forwarding to Ollama at %s%s",
+            "oai2ollama %s listening on %s (Ollama's own API at %s), forwarding to Ollama at %s%s",
             __version__,
             bound.base_url,
+            bound.base_url.removesuffix("/v1"),
             settings.ollama_url,
             " (API key required)" if settings.api_keys else "",
         )

@@ -45,7 +45,15 @@ class Settings:
     shutdown_grace: float = 10.0
     loop: str = "auto"  # event loop: "auto", "asyncio" or "uvloop"
     cors_origins: tuple[str, ...] = ()  # glob patterns of browser origins allowed
-    responses_store: int = 256  # Responses kept in memory for previous_response_id; 0 = none
+    # The Responses store: a count kept in memory (0 = none, stateless), or a redis(s):// URL.
+    responses_store: int | str = 256
+    responses_ttl: int = 30 * 24 * 3600  # seconds a stored response is kept; 0 = no expiry
+    responses_max_entry_bytes: int = 8 * 1024 * 1024  # one stored response with its conversation
+    # With keys: Ollama's discovery routes (/api/version, /api/tags, /api/show, /) need none.
+    open_discovery: bool = False
+    # Ollama's model management routes (/api/pull, /api/delete, …) pass through; else 403.
+    allow_model_management: bool = False
+    refuse_hosted_tools: bool = False  # 400 for hosted tools (web_search, …) instead of dropping
     max_body_size: int = 16 * 1024 * 1024
     # Fetching http(s) image URLs for vision models: off unless enabled.
     allow_image_urls: bool = False

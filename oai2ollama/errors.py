@@ -96,6 +96,13 @@ class ShuttingDown(APIError):
     code = "server_shutting_down"
 
 
+class StoreUnavailable(APIError):
+    """The Responses store (Redis) cannot be reached; only requests that need it fail."""
+
+    status = 503
+    code = "store_unavailable"
+
+
 class UpstreamError(APIError):
     """Ollama answered with an error that is not the client's fault."""
 

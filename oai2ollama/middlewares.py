@@ -20,12 +20,33 @@ from .errors import (
     Unauthorized,
     UnknownURL,
 )
-from .state import EXCHANGE, METRICS, SETTINGS, Exchange, Handler, error_response
+from .state import (
+    EXCHANGE,
+    METRICS,
+    SETTINGS,
+    Exchange,
+    Handler,
+    error_response,
+    ollama_error_response,
+    ollama_path,
+)
+from .store import tenant_of
 
 log = logging.getLogger("oai2ollama")
 access = logging.getLogger("oai2ollama.access")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+# With --open-discovery, what a client needs to find the models, and nothing else.
+DISCOVERY_ROUTES = frozenset(
+    {
+        ("GET", "/api/version"),
+        ("GET", "/api/tags"),
+        ("POST", "/api/show"),
+        ("GET", "/"),
+        ("HEAD", "/"),
+    }
+)
 
 EXPOSED_HEADERS = "X-Oai2ollama-Warning, Retry-After"
 
@@ -35,19 +56,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except APIError as err:
-        return error_response(err)
+        return _render(request, err)
     except web.HTTPException as exc:
-        return error_response(_from_http_exception(request, exc))
+        return _render(request, _from_http_exception(request, exc))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(APIError("The server had an error while processing your request."))
+        return _render(request, APIError("The server had an error while processing your request."))
+
+
+def _render(request: web.Request, err: APIError) -> web.Response:
+    """Each face answers errors in the shape its clients parse."""
+    if ollama_path(request.path):
+        return ollama_error_response(err)
+    return error_response(err)
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIError:
     if exc.status == 404:
+        where = (
+            "this server answers Ollama's API for inference and discovery only"
+            if ollama_path(request.path)
+            else "the API is served under /v1"
+        )
         return UnknownURL(
-            f"Unknown request URL: {request.method} {request.path}. "
-            "Please check the URL; the API is served under /v1."
+            f"Unknown request URL: {request.method} {request.path}. Please check the URL; {where}."
         )
     if exc.status == 405:
         return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
@@ -59,8 +91,13 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIErr
     return err
 
 
-def auth_middleware(keys: Iterable[str]) -> Callable[[web.Request, Handler], Awaitable[Any]]:
-    expected = [key.encode() for key in keys]
+def auth_middleware(
+    keys: Iterable[str], open_routes: frozenset[tuple[str, str]] = frozenset()
+) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+    """Every route but ``OPEN_PATHS`` needs one of ``keys``; ``open_routes`` (method, path) take
+    a request that carries no key, but a key that is sent must be right. The key that matched
+    names the request's tenant (a hash of it)."""
+    expected = [(key.encode(), tenant_of(key)) for key in keys]
 
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -68,16 +105,21 @@ def auth_middleware(keys: Iterable[str]) -> Callable[[web.Request, Handler], Awa
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if not header:
+        token = token.strip()
+        if not token and scheme.lower() in ("", "bearer"):  # no header, or an empty "Bearer "
+            if (request.method, request.path) in open_routes:
+                return await handler(request)
             raise Unauthorized(
                 "Missing API key. Send it in the Authorization header as 'Bearer <key>'."
             )
-        given = token.strip().encode()
-        matched = False
-        for key in expected:  # every key is compared, so timing tells nothing
-            matched |= hmac.compare_digest(given, key)
-        if scheme.lower() != "bearer" or not matched:
+        given = token.encode()
+        tenant = None
+        for key, owner in expected:  # every key is compared, so timing tells nothing
+            if hmac.compare_digest(given, key):
+                tenant = owner
+        if scheme.lower() != "bearer" or tenant is None:
             raise Unauthorized("Incorrect API key provided.")
+        request[EXCHANGE].tenant = tenant
         return await handler(request)
 
     return check_key

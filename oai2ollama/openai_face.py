@@ -29,6 +29,7 @@ from .state import (
     json_response,
     read_json,
 )
+from .store import ResponseStore
 from .translate import chat, common, completions, embeddings, models, responses
 from .translate.common import ChoiceStream, new_id
 from .upstream import Ollama
@@ -57,6 +58,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     req = chat.parse_request(await read_json(request), allow_image_urls=settings.allow_image_urls)
     request[EXCHANGE].model = req.model
+    await request.app[CATALOG].require(req.model, req.needs)
     if req.remote_images:
         await request.app[IMAGES].fill(req)
     return await generate(request, CHAT, req, req.text_chars)
@@ -142,6 +144,23 @@ def truncation_warning(payload: dict[str, Any], chars: int, model: str) -> dict[
         WARNING_HEADER: f"prompt-truncated; num_ctx={num_ctx}; chars={chars}; "
         "Ollama keeps the system prompt and the newest messages and drops the rest"
     }
+
+
+def add_warning(headers: dict[str, str] | None, warning: str) -> dict[str, str]:
+    """One more warning in the header: several are a comma-separated list, as for any HTTP
+    header that may repeat (each warning's own parts are separated by semicolons)."""
+    headers = dict(headers or {})
+    earlier = headers.get(WARNING_HEADER)
+    headers[WARNING_HEADER] = f"{earlier}, {warning}" if earlier else warning
+    return headers
+
+
+def tools_dropped_warning(kinds: Iterable[str]) -> str:
+    log.info("left out hosted tools: %s", " ".join(kinds))
+    return (
+        f"tools-ignored; types={' '.join(kinds)}; "
+        "hosted tools cannot run on a local model and were left out"
+    )
 
 
 def context_full_warning(
@@ -252,15 +271,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
     store = app[RESPONSES]
+    exchange = request[EXCHANGE]
     body = await read_json(request)
     previous = body.get("previous_response_id") if isinstance(body, dict) else None
     history = None
     if isinstance(previous, str) and store.enabled:
-        entry = store.get(previous)
+        entry = await store.get(exchange.tenant, previous)
         if entry is None:
             raise InvalidRequest(
-                f"Previous response with id '{previous}' not found (responses are kept in "
-                "memory, and only the newest ones).",
+                f"Previous response with id '{previous}' not found.",
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
@@ -270,52 +289,80 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         history=history,
         allow_image_urls=settings.allow_image_urls,
         store_available=store.enabled,
+        refuse_hosted_tools=settings.refuse_hosted_tools,
     )
-    exchange = request[EXCHANGE]
     exchange.model = req.model
+    await app[CATALOG].require(req.model, req.chat.needs)
+    if req.store:  # what cannot be stored is refused before anything is generated
+        store.check_size(req.items)
+        if history is None:
+            await store.ready()
     if req.chat.remote_images:
         await app[IMAGES].fill(req.chat)
     async with app[LIMITER].slot():
         payload = req.chat.payload
         target = await app[CATALOG].prepare(payload, req.model)
         headers = truncation_warning(payload, req.chat.text_chars, target)
+        if req.tools.dropped:
+            headers = add_warning(headers, tools_dropped_warning(req.tools.dropped))
         ollama = app[OLLAMA]
         response_id, created_at = new_id("resp_"), int(time.time())
         if not req.stream:
             answer = await ollama.post("/api/chat", payload, model=target)
             out = responses.response(answer, req, response_id, created_at)
             if req.store:
-                store.put(out, req.items)
+                await store.put(exchange.tenant, out, req.items)
             exchange.usage = common.usage_from(answer)
             return json_response(out, headers=headers)
         translator = responses.ResponsesStream(req, response_id, created_at)
         events = one_stream(ollama, "/api/chat", payload, target, translator)
+        if req.store:
+            events = storing(events, translator, store, exchange.tenant, req.items)
         answered = await stream_answer(request, events, headers, "/api/chat", translator.failed)
         if translator.done and translator.final is not None:
             exchange.usage = translator.usage
-            if req.store:
-                store.put(translator.final, req.items)
         return answered
 
 
+async def storing(
+    events: AsyncGenerator[bytes, None],
+    translator: responses.ResponsesStream,
+    store: ResponseStore,
+    tenant: str,
+    items: list[dict[str, Any]],
+) -> AsyncGenerator[bytes, None]:
+    """Store the finished response before its last event goes out, so that a client that has
+    seen ``response.completed`` can continue from it (on any replica); a store that fails then
+    turns the last event into ``response.failed``."""
+    stored = False
+    try:
+        async for chunk in events:
+            if not stored and translator.done and translator.final is not None:
+                await store.put(tenant, translator.final, items)
+                stored = True
+            yield chunk
+    finally:
+        await events.aclose()
+
+
 async def retrieve_response(request: web.Request) -> web.Response:
-    entry = request.app[RESPONSES].get(request.match_info["id"])
+    response_id = request.match_info["id"]
+    entry = await request.app[RESPONSES].get(request[EXCHANGE].tenant, response_id)
     if entry is None:
-        raise _response_not_found(request.match_info["id"])
+        raise _response_not_found(response_id)
     return json_response(entry.response)
 
 
 async def delete_response(request: web.Request) -> web.Response:
     response_id = request.match_info["id"]
-    if not request.app[RESPONSES].delete(response_id):
+    if not await request.app[RESPONSES].delete(request[EXCHANGE].tenant, response_id):
         raise _response_not_found(response_id)
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
 def _response_not_found(response_id: str) -> APIError:
     return NotFound(
-        f"Response with id '{response_id}' not found (responses are kept in memory, and only "
-        "the newest ones).",
+        f"Response with id '{response_id}' not found.",
         param="response_id",
         code="response_not_found",
     )

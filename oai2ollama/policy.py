@@ -101,9 +101,7 @@ def apply(
         {**profile.options, **client} if policy.client_overrides else {**client, **profile.options}
     )
     if "num_ctx" not in options or not policy.client_overrides:
-        num_ctx = profile.num_ctx
-        if num_ctx == AUTO:
-            num_ctx = min(context_length, policy.max_num_ctx) if context_length else None
+        num_ctx = default_num_ctx(policy, profile, context_length)
         if num_ctx is not None:
             options["num_ctx"] = num_ctx
     if options:
@@ -111,6 +109,16 @@ def apply(
     if profile.keep_alive is not None and "keep_alive" not in payload:
         payload["keep_alive"] = profile.keep_alive
     return payload
+
+
+def default_num_ctx(
+    policy: ModelPolicy, profile: Profile, context_length: int | None
+) -> int | None:
+    """The ``num_ctx`` sent for a model when the request sets none; None leaves it to Ollama."""
+    num_ctx = profile.num_ctx
+    if num_ctx == AUTO:
+        return min(context_length, policy.max_num_ctx) if context_length else None
+    return num_ctx if isinstance(num_ctx, int) else None
 
 
 def needs_context_length(policy: ModelPolicy, profile: Profile, payload: dict[str, Any]) -> bool:

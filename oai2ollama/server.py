@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__, openai_face, sse
+from . import __version__, ollama_face, openai_face, sse, transcriptions_face
 from .catalog import Catalog
 from .config import Settings
 from .errors import APIError, ShuttingDown
@@ -22,6 +22,7 @@ from .images import ImageFetcher
 from .limiter import Limiter
 from .metrics import Metrics
 from .middlewares import (
+    DISCOVERY_ROUTES,
     auth_middleware,
     cors_headers,
     cors_middleware,
@@ -40,7 +41,7 @@ from .state import (
     error_response,
     json_response,
 )
-from .store import ResponseStore
+from .store import open_store
 from .upstream import Ollama
 
 log = logging.getLogger("oai2ollama")
@@ -76,7 +77,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares.append(cors_middleware(settings.cors_origins))
     middlewares += [error_middleware, observe_middleware]
     if settings.api_keys:
-        middlewares.append(auth_middleware(settings.api_keys))
+        open_routes = DISCOVERY_ROUTES if settings.open_discovery else frozenset()
+        middlewares.append(auth_middleware(settings.api_keys, open_routes))
     app = web.Application(client_max_size=settings.max_body_size, middlewares=middlewares)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
@@ -84,8 +86,13 @@ def create_app(settings: Settings) -> web.Application:
     app[LIMITER] = Limiter(settings.max_concurrency, settings.max_queue, app[METRICS])
     app[OLLAMA] = Ollama(settings)
     app[CATALOG] = Catalog(app[OLLAMA], settings.policy)
-    app[RESPONSES] = ResponseStore(settings.responses_store)
+    app[RESPONSES] = open_store(
+        settings.responses_store,
+        ttl=settings.responses_ttl,
+        max_entry=settings.responses_max_entry_bytes,
+    )
     app.cleanup_ctx.append(_ollama_lifetime)
+    app.cleanup_ctx.append(_store_lifetime)
     if settings.allow_image_urls:
         app[IMAGES] = ImageFetcher(settings)
         app.cleanup_ctx.append(_images_lifetime)
@@ -97,6 +104,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz, allow_head=True)
     app.router.add_get("/metrics", metrics_handler)
     openai_face.add_routes(app)
+    transcriptions_face.add_routes(app)
+    ollama_face.add_routes(app)
     return app
 
 
@@ -145,6 +154,12 @@ async def _ollama_lifetime(app: web.Application) -> AsyncIterator[None]:
     await app[OLLAMA].start()
     yield
     await app[OLLAMA].close()
+
+
+async def _store_lifetime(app: web.Application) -> AsyncIterator[None]:
+    await app[RESPONSES].start()
+    yield
+    await app[RESPONSES].close()
 
 
 async def _images_lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ read by :mod:`oai2ollama.policy`, and the settings here that override it say whe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import re
 import sys
@@ -32,6 +33,7 @@ from typing import Any, Literal, NoReturn
 from . import __version__
 from .config import Settings, SettingsError, parse_ollama_url
 from .policy import DEFAULT_MAX_NUM_CTX, ConfigError, ModelPolicy, load_config, policy_from
+from .store import DEFAULT_MAX_ENTRY, DEFAULT_TTL, is_redis_url, redis_address
 
 ENV_PREFIX = "OAI2OLLAMA_"
 SERVER = "server"  # the config file's table for these settings
@@ -67,6 +69,18 @@ def parse_count(text: str) -> int:
 
 def parse_size(text: str) -> int:
     return _whole(text, "a number of bytes", 1024)
+
+
+def parse_store(text: str) -> int | str:
+    """A count kept in memory, or a Redis URL."""
+    if is_redis_url(text.strip()):
+        return text.strip()
+    try:
+        return parse_count(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"not a count nor a redis:// or rediss:// URL: {text!r}"
+        ) from None
 
 
 def parse_num_ctx(text: str) -> int | str:
@@ -239,11 +253,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "responses_store",
         "server",
-        "Responses API answers kept in memory for `previous_response_id` and "
-        "`GET /v1/responses/{id}`, newest first, 64 MiB at most; `0` = stateless",
-        parse_count,
+        "where Responses API answers are kept for `previous_response_id` and "
+        "`GET /v1/responses/{id}`: a count kept in memory (newest first, 64 MiB at most; `0` = "
+        "stateless), or `redis://host:6379/0` (`rediss://` for TLS) to share them between "
+        "replicas (see *The Responses store*)",
+        parse_store,
         256,
-        "responses",
+        metavar="N|URL",
+    ),
+    Setting(
+        "responses_ttl",
+        "server",
+        "how long a stored response is kept; `0` = no expiry",
+        parse_count,
+        DEFAULT_TTL,
+        "seconds",
+        shown_default=f"`{DEFAULT_TTL}` (30 days)",
+    ),
+    Setting(
+        "responses_max_entry_bytes",
+        "server",
+        "largest stored response with its conversation (as JSON); larger ones get 400",
+        parse_size,
+        DEFAULT_MAX_ENTRY,
+        "bytes",
+    ),
+    Setting(
+        "refuse_hosted_tools",
+        "server",
+        "answer 400 to Responses requests that offer hosted tools (`web_search`, `file_search`, "
+        "`mcp`, …) instead of leaving them out with an `X-Oai2ollama-Warning` header",
+        default=False,
+        kind="bool",
     ),
     # Ollama
     Setting(
@@ -336,6 +377,23 @@ SETTINGS: tuple[Setting, ...] = (
         shown_default="none (CORS off)",
         field="cors_origins",
         to_field=tuple,
+    ),
+    Setting(
+        "open_discovery",
+        "security",
+        "with API keys, let `GET /api/version`, `GET /api/tags`, `POST /api/show`, `GET /` and "
+        "`HEAD /` through without a key, for clients that discover models without one (Copilot "
+        "Chat's Ollama provider); a key that is sent must still be right",
+        default=False,
+        kind="bool",
+    ),
+    Setting(
+        "allow_model_management",
+        "security",
+        "pass Ollama's model management through: `/api/pull`, `/api/push`, `/api/create`, "
+        "`/api/copy`, `/api/delete`, `/api/blobs/*` (refused with 403 otherwise)",
+        default=False,
+        kind="bool",
     ),
     # models
     Setting(
@@ -685,6 +743,12 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         raise SettingsError(
             f"--host {settings.host} would let anyone on the network use Ollama through this "
             "server; set --api-key (or --api-key-file), or pass --allow-unauthenticated"
+        )
+    store = settings.responses_store
+    if isinstance(store, str) and importlib.util.find_spec("redis") is None:
+        raise SettingsError(
+            f"--responses-store {redis_address(store)} needs the Redis client: "
+            "pip install 'oai2ollama[redis]'"
         )
     return settings
 

@@ -54,8 +54,10 @@ class Stream:
         headers: dict[str, str] | None,
         interval: float,
         streams: Streams,
+        last_event: Callable[[APIError], bytes] = error_event,
     ) -> None:
         self._request = request
+        self._last_event = last_event
         self._response = web.StreamResponse(headers={**HEADERS, **headers} if headers else HEADERS)
         self._interval = interval
         self._streams = streams
@@ -102,7 +104,7 @@ class Stream:
             return
         self._stop()
         with contextlib.suppress(Exception):
-            await self._response.write(error_event(err))
+            await self._response.write(self._last_event(err))
             await self._response.write_eof()
         if self._owner is not None and self._owner is not asyncio.current_task():
             self._owner.cancel()
@@ -136,7 +138,7 @@ async def respond(
         await events.aclose()
         raise first.exception()  # type: ignore[misc]
 
-    stream = Stream(request, headers, interval, streams)
+    stream = Stream(request, headers, interval, streams, last_event)
     try:
         await stream.open()
         try:

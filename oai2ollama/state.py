@@ -48,6 +48,7 @@ class Exchange:
     started: float
     model: str | None = None
     usage: dict[str, int] | None = None
+    tenant: str = ""  # the hash of the API key that matched ("" without keys): owns stored data
 
 
 _request_key = getattr(web, "RequestKey", None)  # aiohttp ≥ 3.13; a plain key before
@@ -65,6 +66,27 @@ def json_response(
 
 def error_response(err: APIError) -> web.Response:
     return json_response(err.body(), err.status, err.headers or None)
+
+
+def ollama_path(path: str) -> bool:
+    """Whether ``path`` is on Ollama's face (its own API at the root), whose clients read errors
+    in Ollama's shape."""
+    return path.startswith("/api/") or path == "/" or path == "/api"
+
+
+def ollama_error(err: APIError) -> bytes:
+    """An error in Ollama's shape, ``{"error": "..."}``: the body of an answer, or the last line
+    of a stream."""
+    return orjson.dumps({"error": err.message})
+
+
+def ollama_error_response(err: APIError) -> web.Response:
+    return web.Response(
+        body=ollama_error(err),
+        status=err.status,
+        headers=err.headers or None,
+        content_type="application/json",
+    )
 
 
 async def read_json(request: web.Request) -> Any:

@@ -105,23 +105,29 @@ class Ollama:
         An error status before the first byte is raised here, so the caller can still answer
         with a proper HTTP status; errors after that are raised by the iterator.
         """
+        async with self.exchange("POST", path, orjson.dumps(payload)) as resp:
+            if resp.status != 200:
+                raise error_from_body(resp.status, await self.read(resp), model)
+            yield self._batches(resp)
+
+    @asynccontextmanager
+    async def exchange(
+        self, method: str, path: str, data: Any = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send ``data`` (bytes, or a stream of them) and yield Ollama's response, whatever its
+        status, for answers passed through as they are. Once the headers are in, the idle
+        timeout holds between reads."""
         try:
-            resp = await self.session.post(self.url + path, data=orjson.dumps(payload))
+            resp = await self.session.request(method, self.url + path, data=data)
         except Exception as exc:
             raise self._failure(exc) from exc
         try:
-            if resp.status != 200:
-                try:
-                    body = await resp.read()
-                except Exception as exc:
-                    raise self._failure(exc) from exc
-                raise error_from_body(resp.status, body, model)
             if resp.connection is not None:
                 protocol = resp.connection.protocol
                 if protocol is not None:
                     protocol.read_timeout = self._idle
                     protocol.start_timeout()
-            yield self._batches(resp)
+            yield resp
         finally:
             if resp.content.at_eof():
                 resp.release()
@@ -129,9 +135,21 @@ class Ollama:
                 # Closing the connection is how Ollama learns to stop generating.
                 resp.close()
 
+    async def read(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole body of ``resp``, transport failures mapped."""
+        try:
+            return await resp.read()
+        except Exception as exc:
+            raise self._failure(exc) from exc
+
     async def _batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
-        """The NDJSON objects of each network read, in order. A line split across reads is
-        kept until its end arrives; nothing else waits."""
+        """The NDJSON objects of each network read, in order."""
+        async for lines in self.lines(resp):
+            yield [parse_line(line) for line in lines]
+
+    async def lines(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+        """The NDJSON lines of each network read, in order, without their newlines. A line split
+        across reads is kept until its end arrives; nothing else waits."""
         buffer = b""
         content = resp.content
         while True:
@@ -147,11 +165,11 @@ class Ollama:
             buffer = lines.pop()
             if len(buffer) > MAX_LINE:
                 raise UpstreamError("Ollama sent a line longer than the shim accepts.")
-            batch = [parse_line(line) for line in lines if line.strip()]
+            batch = [line for line in lines if line.strip()]
             if batch:
                 yield batch
         if buffer.strip():
-            yield [parse_line(buffer)]
+            yield [buffer]
 
     def _failure(self, exc: BaseException) -> APIError:
         """A transport failure → the error the client sees, naming the URL we tried."""

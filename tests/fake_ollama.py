@@ -5,6 +5,9 @@ It answers the way Ollama does (see the project's Ollama API notes): NDJSON with
 out when zero, ``{"error": "..."}`` bodies with Ollama's statuses and messages, tool calls whose
 arguments are objects, and it refuses what Ollama refuses (content arrays, string arguments,
 ``stop`` as a string, ``think`` on a model that cannot think, tools on a model without them).
+It remembers which models it loaded and with what ``num_ctx`` (``/api/ps``), and manages models
+as Ollama does: pull, push and create report NDJSON progress; copy, delete and blobs answer with
+Ollama's statuses.
 
 A test queues :class:`Reply` objects to say how the next requests are answered: what text, how
 it is chunked, how slowly, and when it fails. Every request is recorded for assertions.
@@ -13,7 +16,9 @@ it is chunked, how slowly, and when it fails. Every request is recorded for asse
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import random
 import string
 import threading
@@ -33,6 +38,10 @@ _NAME = {
     "nomic-embed-text:latest": ["embedding"],
     "hf.co/bartowski/Qwen2.5-Coder-1.5B-GGUF:Q4_K_M": ["completion", "insert"],
 }
+
+# A model that listens; tests that need it add it (``ollama.models.update(AUDIO_MODELS)``), so
+# the usual list stays as it is.
+AUDIO_MODELS = {"gemma4:e4b": ["completion", "vision", "audio"]}
 
 
 @dataclass
@@ -86,6 +95,8 @@ class FakeOllama:
         self.disconnect_times: list[float] = []
         self.url = ""
         self.streaming: set[Any] = set()  # transports of streams being written now
+        self.loaded: dict[str, int] = {}  # models in memory → their num_ctx, for /api/ps
+        self.blobs: dict[str, int] = {}  # digest → size, for /api/blobs
 
     # ---- scripting -----------------------------------------------------------------------
     def reset(self) -> None:
@@ -96,6 +107,8 @@ class FakeOllama:
         self.disconnects = 0
         self.disconnect_times.clear()
         self.disconnected.clear()
+        self.loaded.clear()
+        self.blobs.clear()
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
@@ -109,13 +122,22 @@ class FakeOllama:
     # ---- app -----------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_get("/", self.root)
-        app.router.add_get("/api/version", self.version_handler)
-        app.router.add_get("/api/tags", self.tags)
+        app.router.add_get("/", self.root, allow_head=True)
+        app.router.add_get("/api/version", self.version_handler, allow_head=True)
+        app.router.add_get("/api/tags", self.tags, allow_head=True)
         app.router.add_post("/api/chat", self.chat)
         app.router.add_post("/api/generate", self.generate)
         app.router.add_post("/api/embed", self.embed)
         app.router.add_post("/api/show", self.show)
+        app.router.add_post("/api/embeddings", self.embeddings)
+        app.router.add_get("/api/ps", self.ps)
+        app.router.add_post("/api/pull", self.pull)
+        app.router.add_post("/api/push", self.push)
+        app.router.add_post("/api/create", self.create)
+        app.router.add_post("/api/copy", self.copy)
+        app.router.add_delete("/api/delete", self.delete)
+        app.router.add_post("/api/blobs/{digest}", self.create_blob)
+        app.router.add_head("/api/blobs/{digest}", self.head_blob)
         return app
 
     async def root(self, request: web.Request) -> web.Response:
@@ -202,6 +224,7 @@ class FakeOllama:
     async def embed(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         self._check_model(body, "any")  # Ollama embeds with generative models too
+        self._load(body)
         inputs = body.get("input")
         if inputs in (None, ""):
             return web.json_response({"model": body["model"], "embeddings": []})
@@ -233,6 +256,7 @@ class FakeOllama:
             raise _error(400, f"registry.ollama.ai/library/{body['model']} does not support insert")
         if body.get("raw") and (body.get("template") or body.get("system")):
             raise _error(400, "raw mode does not support template, system, or context")
+        self._load(body)
         stop = (body.get("options") or {}).get("stop")
         if stop is not None and not isinstance(stop, list):
             raise _error(500, 'option "stop" must be of type array')
@@ -266,6 +290,7 @@ class FakeOllama:
         body = await self._body(request)
         caps = self._check_model(body, "completion")
         _check_chat_body(body, caps)
+        self._load(body)
         reply = self.replies.popleft() if self.replies else Reply()
         stream = body.get("stream", True)
         if not body.get("messages"):
@@ -292,6 +317,158 @@ class FakeOllama:
         except (asyncio.CancelledError, ConnectionResetError):
             self._saw_disconnect()
             raise
+
+    # ---- models in memory and model management ---------------------------------------------
+    def _load(self, body: dict[str, Any]) -> None:
+        """Ollama loads the model with the request's num_ctx (4096 when none is sent), and
+        reloads it when that changes."""
+        num_ctx = (body.get("options") or {}).get("num_ctx") or 4096
+        self.loaded[_full_name(body["model"])] = min(num_ctx, self.context_length)
+
+    async def ps(self, request: web.Request) -> web.Response:
+        models = [
+            {
+                "name": name,
+                "model": name,
+                "size": 3338801804,
+                "digest": hashlib.sha256(name.encode()).hexdigest(),
+                "details": {
+                    "parent_model": "",
+                    "format": "gguf",
+                    "family": "llama",
+                    "families": ["llama"],
+                    "parameter_size": "3.2B",
+                    "quantization_level": "Q4_K_M",
+                },
+                "expires_at": "2099-01-01T00:05:00.123456789Z",
+                "size_vram": 3338801804,
+                "context_length": num_ctx,
+            }
+            for name, num_ctx in self.loaded.items()
+        ]
+        return web.json_response({"models": models})
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """The legacy single-vector endpoint: ``prompt`` in, ``embedding`` out, no metrics."""
+        body = await self._body(request)
+        if not body.get("model"):
+            raise _error(400, "model is required")
+        self._check_model(body, "any")
+        self._load(body)
+        prompt = body.get("prompt") or ""
+        return web.json_response({"embedding": _vector(prompt, 768) if prompt else []})
+
+    async def pull(self, request: web.Request) -> web.StreamResponse:
+        """Progress as Ollama reports it; a name starting with ``missing`` has no manifest."""
+        body = await self._body(request)
+        name = body.get("model") or body.get("name")
+        if not name:
+            raise _error(400, "invalid model name")
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        total = 2019377376
+        progress: list[dict[str, Any]] = [{"status": "pulling manifest"}]
+        if name.startswith("missing"):
+            progress.append({"error": "pull model manifest: file does not exist"})
+        else:
+            progress += [
+                {
+                    "status": f"pulling {digest[:12]}",
+                    "digest": f"sha256:{digest}",
+                    "total": total,
+                    **({"completed": done} if done else {}),
+                }
+                for done in (0, total // 2, total)
+            ]
+            progress += [
+                {"status": "verifying sha256 digest"},
+                {"status": "writing manifest"},
+                {"status": "success"},
+            ]
+            self.models[_full_name(name)] = ["completion"]
+        return await self._progress(request, body, progress)
+
+    async def push(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        name = body.get("model") or body.get("name")
+        if not name:
+            raise _error(400, "model is required")
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        progress = [
+            {"status": "retrieving manifest"},
+            {"status": f"pushing {digest[:12]}", "digest": f"sha256:{digest}", "total": 1024},
+            {"status": "pushing manifest"},
+            {"status": "success"},
+        ]
+        return await self._progress(request, body, progress)
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        name = body.get("model") or body.get("name")
+        if not name:
+            raise _error(400, "invalid model name")
+        source = body.get("from")
+        caps = self.models.get(source) or self.models.get(f"{source}:latest") or ["completion"]
+        digest = hashlib.sha256(str(source or name).encode()).hexdigest()
+        progress = [
+            {"status": f"using existing layer sha256:{digest}"},
+            {"status": "writing manifest"},
+            {"status": "success"},
+        ]
+        self.models[_full_name(name)] = list(caps)
+        return await self._progress(request, body, progress)
+
+    async def _progress(
+        self, request: web.Request, body: dict[str, Any], progress: list[dict[str, Any]]
+    ) -> web.StreamResponse:
+        """Ollama's ``streamResponse``/``waitForStream``: NDJSON, an error as a last line; or,
+        with ``stream: false``, the last progress object (an error as a 500)."""
+        if body.get("stream") is False:
+            last = progress[-1]
+            return web.json_response(last, status=500 if "error" in last else 200)
+        response = web.StreamResponse(headers={"Content-Type": NDJSON})
+        await response.prepare(request)
+        for item in progress:
+            await response.write(orjson.dumps(item) + b"\n")
+        await response.write_eof()
+        return response
+
+    async def copy(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        source, destination = body.get("source") or "", body.get("destination") or ""
+        if not destination:
+            raise _error(400, f'destination "{destination}" is invalid')
+        caps = self.models.get(source) or self.models.get(f"{source}:latest")
+        if caps is None:
+            raise _error(404, f'model "{source}" not found')
+        self.models[_full_name(destination)] = list(caps)
+        return web.Response()
+
+    async def delete(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        name = body.get("model") or body.get("name") or ""
+        if self.models.pop(name, None) is None and self.models.pop(f"{name}:latest", None) is None:
+            raise _error(404, f"model '{name}' not found")
+        return web.Response()
+
+    async def head_blob(self, request: web.Request) -> web.Response:
+        self.requests.append(Recorded(request.path, dict(request.headers), None))
+        digest = request.match_info["digest"]
+        if digest not in self.blobs:
+            raise _error(404, f'blob "{digest}" not found')
+        return web.Response()
+
+    async def create_blob(self, request: web.Request) -> web.Response:
+        self.requests.append(Recorded(request.path, dict(request.headers), None))
+        digest = request.match_info["digest"]
+        hasher, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_chunked(65536):
+            hasher.update(chunk)
+            size += len(chunk)
+        got = f"sha256:{hasher.hexdigest()}"
+        if got != digest:
+            raise _error(400, f'digest mismatch, expected "{digest}", got "{got}"')
+        self.blobs[digest] = size
+        return web.Response(status=201)
 
     def _saw_disconnect(self) -> None:
         self.disconnect_times.append(time.monotonic())
@@ -346,6 +523,11 @@ class FakeOllama:
         return response
 
 
+def _full_name(name: str) -> str:
+    """``llama3.2`` is ``llama3.2:latest``, as Ollama names it."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
 def _error(status: int, message: str) -> web.HTTPException:
     """Ollama's error body, ``{"error": "..."}``, with its status."""
     cls = {
@@ -371,6 +553,14 @@ def _check_chat_body(body: dict[str, Any], caps: list[str]) -> None:
         for image in message.get("images") or []:
             if image.startswith("data:"):
                 raise _error(400, "illegal base64 data at input byte 4")
+            if _is_audio(image) and "audio" not in caps:
+                # The runner tells media apart by content; a model without an audio
+                # projector cannot take it.
+                raise _error(
+                    500,
+                    "audio input is not supported - hint: if this is unexpected, you may need "
+                    "to provide the mmproj",
+                )
     stop = (body.get("options") or {}).get("stop")
     if stop is not None and not isinstance(stop, list):
         raise _error(500, 'option "stop" must be of type array')
@@ -379,6 +569,19 @@ def _check_chat_body(body: dict[str, Any], caps: list[str]) -> None:
     think = body.get("think")
     if think not in (None, False) and "thinking" not in caps:
         raise _error(400, f'"{body["model"]}" does not support thinking')
+
+
+def _is_audio(image: str) -> bool:
+    """WAV or MP3 bytes, recognised by content as Ollama's runner does."""
+    try:
+        data = base64.b64decode(image[:16], validate=True)
+    except ValueError:
+        return False
+    return (
+        (data[:4] == b"RIFF" and data[8:12] == b"WAVE")
+        or data[:3] == b"ID3"
+        or (len(data) >= 2 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+    )
 
 
 def _pieces(text: str) -> list[str]:

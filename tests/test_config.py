@@ -122,3 +122,15 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert flag in out
     assert "OLLAMA_HOST" in out
+
+
+def test_ollama_face_settings_from_flags_and_environment() -> None:
+    s = parse([])
+    assert (s.open_discovery, s.allow_model_management) == (False, False)
+    s = parse(["--open-discovery", "--allow-model-management"])
+    assert (s.open_discovery, s.allow_model_management) == (True, True)
+    env = {"OAI2OLLAMA_OPEN_DISCOVERY": "1", "OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT": "true"}
+    s = parse([], env)
+    assert (s.open_discovery, s.allow_model_management) == (True, True)
+    s = parse([], {"OAI2OLLAMA_OPEN_DISCOVERY": "0", "OAI2OLLAMA_ALLOW_MODEL_MANAGEMENT": ""})
+    assert (s.open_discovery, s.allow_model_management) == (False, False)

@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from oai2ollama.errors import InvalidRequest
-from oai2ollama.store import ResponseStore
 from oai2ollama.translate import responses
 
 from .conftest import ShimFactory
@@ -220,7 +219,12 @@ def test_a_failure_mid_stream_is_response_failed(client: openai.OpenAI, ollama: 
     ("kwargs", "param"),
     [
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
-        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        (
+            {"input": "x", "tools": [{"type": "web_search"}], "tool_choice": {"type": "mcp"}},
+            "tool_choice",
+        ),
+        ({"input": "x", "tools": [{"type": "namespace", "tools": []}]}, "tools[0].name"),
+        ({"input": "x", "tools": [{"type": "custom", "name": 5}]}, "tools[0].name"),
         ({"input": "x", "background": True}, "background"),
         ({"input": "x", "previous_response_id": "resp_missing"}, "previous_response_id"),
         ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
@@ -254,21 +258,6 @@ def test_stateless_server_says_so(make_shim: ShimFactory, ollama: FakeOllama) ->
 
 
 # ---- rules on plain values -----------------------------------------------------------------
-
-
-def test_store_is_bounded_by_count_and_bytes() -> None:
-    store = ResponseStore(max_count=2, max_bytes=10_000)
-    for i in range(3):
-        store.put({"id": f"r{i}", "output": []}, [{"role": "user", "content": "x"}])
-    assert len(store) == 2
-    assert store.get("r0") is None
-    assert store.get("r2") is not None
-    store.put({"id": "big", "output": []}, [{"content": "y" * 20_000}])
-    assert store.get("big") is None
-    small = ResponseStore(max_count=10, max_bytes=300)
-    for i in range(5):
-        small.put({"id": f"s{i}", "output": []}, [{"content": "z" * 50}])
-    assert len(small) < 5
 
 
 def test_param_names_are_the_responses_ones() -> None:

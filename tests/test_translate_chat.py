@@ -182,8 +182,8 @@ def test_data_url_images_become_base64_and_http_urls_are_refused() -> None:
 
 
 def test_unsupported_parts_and_roles_are_refused_with_their_path() -> None:
-    audio = [{"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}]
-    err = refused({"model": "m", "messages": [{"role": "user", "content": audio}]})
+    files = [{"type": "file", "file": {"file_id": "file-1"}}]
+    err = refused({"model": "m", "messages": [{"role": "user", "content": files}]})
     assert err.param == "messages[0].content[0]"
     err = refused({"model": "m", "messages": [USER[0], {"role": "robot", "content": "x"}]})
     assert err.param == "messages[1].role"

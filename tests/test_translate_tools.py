@@ -9,6 +9,7 @@ import pytest
 
 from oai2ollama.errors import InvalidRequest
 from oai2ollama.translate.chat import ChatRequest, ChatStream, completion, parse_request
+from oai2ollama.translate.tools import opening
 
 USER = [{"role": "user", "content": "weather in Paris?"}]
 PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -75,10 +76,42 @@ def test_a_forced_answer_that_is_not_json_stays_text() -> None:
     req = request(
         tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}}
     )
+    for text in ("I would rather not.", "  [1, 2]", "{city: Paris}", "  {  "):
+        choice = choice_of(req, answer(text))
+        assert choice["finish_reason"] == "stop"
+        assert choice["message"]["content"] == text
+        assert "tool_calls" not in choice["message"]
+
+
+def test_a_forced_call_cut_by_the_length_limit_is_a_cut_call() -> None:
+    """As at OpenAI: the arguments as far as they came, and finish_reason "length"."""
+    req = request(
+        tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}}
+    )
     choice = choice_of(req, answer('{"city": "Par', done_reason="length"))
     assert choice["finish_reason"] == "length"
-    assert choice["message"]["content"] == '{"city": "Par'
-    assert "tool_calls" not in choice["message"]
+    [made] = choice["message"]["tool_calls"]
+    assert made["function"] == {"name": "get_weather", "arguments": '{"city": "Par'}
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("", None),
+        ("  \n", None),
+        (" {", None),
+        ("{ \n", None),
+        ('{"', True),
+        ("{}", True),
+        ('  { "city"', True),
+        ("Sure", False),
+        ("[", False),
+        ("{x", False),
+        ('"{', False),
+    ],
+)
+def test_the_opening_of_a_named_forced_call(text: str, verdict: bool | None) -> None:
+    assert opening(text) is verdict
 
 
 @pytest.mark.parametrize(
@@ -322,3 +355,46 @@ def test_stream_for_a_second_choice_carries_its_index_and_leaves_the_end_to_the_
     assert "[DONE]" not in events
     assert events[-1]["choices"][0]["index"] == 1
     assert stream.usage["completion_tokens"] == 3
+
+
+READER_CASES = [
+    '{"name": "get_weather", "arguments": {"city": "Paris", "n": [1, {"a": "}"}]}}',
+    '{"arguments": {"city": "Par\\"is"}, "name": "get_weather"}',
+    '{"name": "nope", "arguments": {}}',
+    "Hello there",
+    '{"name": "get_time"}',
+    '{"name": "get_weather", "arguments": {"city": "Pa',
+    '{"name": "get_weather", "arguments": {"city": "Paris"}} and more',
+    '{"name": "get_weather", "arguments": {"city": "Paris"]]]}',
+    '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Rome"}}]}',
+    '  {"name": "get_w\\u0065ather", "arguments": {}}',
+    '{"other": 1}',
+    "",
+]
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("text", READER_CASES)
+def test_the_reader_reaches_the_whole_answers_verdict_in_any_pieces(
+    text: str, parallel: bool
+) -> None:
+    from oai2ollama.translate.tools import CallReader, ForcedCall, _arguments
+
+    forced = ForcedCall(None, frozenset({"get_weather", "get_time"}), parallel=parallel)
+    whole = forced.judge(text)
+    for size in range(1, 8):
+        reader = CallReader(forced)
+        events = []
+        for i in range(0, len(text), size):
+            events += reader.feed(text[i : i + size])
+        events += reader.finish()
+        assert reader.verdict is (whole is not None)
+        calls: list[dict[str, Any]] = []
+        for event in events:
+            if event[0] == "start":
+                calls.append({"function": {"name": event[1], "arguments": ""}})
+            elif event[0] == "args":
+                calls[-1]["function"]["arguments"] += event[1]
+        for call in calls:  # the arguments as the whole answer gives them
+            call["function"]["arguments"] = _arguments(call["function"]["arguments"])
+        assert calls == (whole or [])

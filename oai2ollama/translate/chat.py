@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, from_ollama
-from . import common, tools
+from . import audio, common, tools
 from .common import invalid_type, new_id
 from .tools import ToolPlan
 
@@ -30,6 +30,9 @@ IGNORED_FIELDS = frozenset(
         "prompt_cache_key",
         "safety_identifier",
         "verbosity",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "moderation",
     }
 )
 
@@ -69,6 +72,8 @@ class ChatRequest:
     n: int = 1
     tools: ToolPlan = field(default_factory=lambda: ToolPlan(tools=[]))
     remote_images: tuple[RemoteImage, ...] = ()
+    # Capabilities the model must have besides completion (checked against /api/show).
+    needs: frozenset[str] = frozenset()
 
     @property
     def choices(self) -> int:
@@ -149,6 +154,16 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
         n=n,
         tools=tool_plan,
         remote_images=tuple(remote),
+        needs=frozenset({audio.CAPABILITY}) if _has_audio(messages) else frozenset(),
+    )
+
+
+def _has_audio(messages: list[Any]) -> bool:
+    """Whether any message carries an ``input_audio`` part (all were checked by now)."""
+    return any(
+        isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") == "input_audio" for p in m["content"])
+        for m in messages
     )
 
 
@@ -253,10 +268,12 @@ def _content(content: Any, where: str, role: str) -> tuple[str, list[Image]]:
             texts.append(text)
         elif kind == "image_url":
             images.append(image_source(part.get("image_url"), f"{here}.image_url"))
+        elif kind == "input_audio":
+            images.append((audio.input_audio(part, here), None, here))
         else:
             raise InvalidRequest(
-                f"Unsupported content part type {kind!r} in '{here}': Ollama accepts text and "
-                "images (image_url).",
+                f"Unsupported content part type {kind!r} in '{here}': Ollama accepts text, "
+                "images (image_url) and audio (input_audio).",
                 param=here,
                 code="unsupported_value",
             )
@@ -307,7 +324,10 @@ def _history_calls(
             here = f"{where}.tool_calls[{j}]"
             if not isinstance(call, dict):
                 raise invalid_type(here, "an object", call)
-            items.append((f"{here}.function", call.get("function"), call.get("id")))
+            if call.get("type") == "custom":
+                items.append((f"{here}.custom", _custom_call(call.get("custom")), call.get("id")))
+            else:
+                items.append((f"{here}.function", call.get("function"), call.get("id")))
     calls = []
     for here, fn, call_id in items:
         if not isinstance(fn, dict):
@@ -321,6 +341,14 @@ def _history_calls(
             call_names[call_id] = name
         calls.append(converted)
     return calls
+
+
+def _custom_call(custom: Any) -> Any:
+    """An earlier custom tool call, as the function call the model made."""
+    if not isinstance(custom, dict):
+        return custom
+    tool_input = custom.get("input")
+    return {"name": custom.get("name"), "arguments": {"input": tool_input or ""}}
 
 
 def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
@@ -393,10 +421,10 @@ def _answer_calls(message: dict[str, Any], plan: ToolPlan) -> tuple[str, list[di
     content = message.get("content") or ""
     calls = message.get("tool_calls")
     if plan.forced is not None and not calls and content:
-        parsed = plan.forced.parse(content)
+        parsed = plan.forced.judge(content)
         if parsed is not None:
             content, calls = "", parsed
-    out = tools.calls_out(calls)
+    out = tools.calls_out(calls, custom=plan.custom)
     if plan.single:
         out = out[:1]
     return content, out
@@ -449,9 +477,15 @@ def completion(
 
 
 class ChatStream(common.ChoiceStream):
-    """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events."""
+    """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events.
 
-    __slots__ = ("_buffer", "_calls", "_plan")
+    A forced call gets the verdict the whole answer would get (:meth:`tools.ForcedCall.judge`),
+    and only the part of the answer that decides it is held back: a named call's opening
+    (:func:`tools.opening`), a ``required`` call's JSON up to its first function name
+    (:class:`tools.CallReader`). Then the arguments stream as they come.
+    """
+
+    __slots__ = ("_buffer", "_calls", "_mode", "_pending", "_plan", "_reader", "_skip")
 
     def __init__(
         self, completion_id: str, created: int, request: ChatRequest, index: int = 0
@@ -468,7 +502,16 @@ class ChatStream(common.ChoiceStream):
         )
         self._plan = request.tools
         self._calls = 0
-        self._buffer = "" if request.tools.forced else None
+        self._buffer = ""  # what is held back until the verdict
+        forced = request.tools.forced
+        # text; or for a forced call: hold (a named call's opening), read (a required call's
+        # JSON up to its first name), buffer (a named custom tool), then call or calls, or text
+        self._mode = "text" if forced is None else "hold" if forced.name else "read"
+        if forced is not None and forced.name in request.tools.custom:
+            self._mode = "buffer"  # its input is a string inside the JSON: sent whole
+        self._reader = tools.CallReader(forced) if self._mode == "read" else None
+        self._skip = False  # the reader's current call is beyond parallel_tool_calls: false
+        self._pending: dict[str, Any] | None = None  # a custom tool's call being read
 
     def start(self) -> bytes:
         return self._event(b'{"role":"assistant","content":""}')
@@ -488,12 +531,7 @@ class ChatStream(common.ChoiceStream):
                 delta["reasoning_content"] = thinking
             content = message.get("content")
             if content:
-                if self._buffer is None:
-                    delta["content"] = content
-                elif self._plan.forced and self._plan.forced.name and not message.get("tool_calls"):
-                    self._forced_fragment(delta, content)
-                else:
-                    self._buffer += content
+                self._content(delta, content)
             calls = message.get("tool_calls")
             if calls:
                 self._add_calls(delta, calls)
@@ -504,6 +542,64 @@ class ChatStream(common.ChoiceStream):
         if chunk.get("done"):
             out += self._finish(chunk)
         return out
+
+    def _content(self, delta: dict[str, Any], content: str) -> None:
+        if self._mode == "hold":
+            # A named forced call: wait for the opening that decides call or text.
+            self._buffer += content
+            verdict = tools.opening(self._buffer)
+            if verdict is None:
+                return
+            self._mode = "call" if verdict else "text"
+            content, self._buffer = self._buffer, ""
+        elif self._reader is not None and self._mode in ("read", "calls"):
+            events = self._reader.feed(content)
+            if self._mode == "read":
+                self._buffer += content
+                if self._reader.verdict is None:
+                    return
+                self._mode = "calls" if self._reader.verdict else "text"
+                content, self._buffer = self._buffer, ""
+            if self._mode == "calls":
+                self._reader_calls(delta, events)
+                return
+        if self._mode == "text":
+            delta["content"] = content
+        elif self._mode == "buffer":
+            self._buffer += content
+        else:
+            self._forced_fragment(delta, content)
+
+    def _reader_calls(self, delta: dict[str, Any], events: list[tools.Event]) -> None:
+        """A required call's reader events → tool-call deltas, one entry per call."""
+        entries: list[dict[str, Any]] = []
+        for event in events:
+            if self._pending is not None:  # a custom tool's call: sent whole when complete
+                if event[0] == "args":
+                    self._pending["function"]["arguments"] += event[1]
+                elif event[0] == "end":
+                    converted = tools.calls_out([self._pending], self._calls, self._plan.custom)
+                    self._calls += 1
+                    entries += converted
+                    self._pending = None
+                continue
+            if event[0] == "start":
+                self._skip = self._plan.single and self._calls > 0
+                if not self._skip and event[1] in self._plan.custom:
+                    self._pending = {"function": {"name": event[1], "arguments": ""}}
+                elif not self._skip:
+                    function = {"name": event[1], "arguments": ""}
+                    entries.append(
+                        {"index": self._calls, "id": new_id("call_"), "type": "function"}
+                        | {"function": function}
+                    )
+                    self._calls += 1
+            elif event[0] == "args" and not self._skip:
+                if not entries or entries[-1]["index"] != self._calls - 1:
+                    entries.append({"index": self._calls - 1, "function": {"arguments": ""}})
+                entries[-1]["function"]["arguments"] += event[1]
+        if entries:
+            self._put_calls(delta, entries)
 
     def _forced_fragment(self, delta: dict[str, Any], content: str) -> None:
         """A named forced call: the constrained text *is* the arguments, so stream it as such."""
@@ -517,7 +613,7 @@ class ChatStream(common.ChoiceStream):
             self._put_calls(delta, [{"index": 0, "function": {"arguments": content}}])
 
     def _add_calls(self, delta: dict[str, Any], calls: Any) -> None:
-        converted = tools.calls_out(calls, self._calls)
+        converted = tools.calls_out(calls, self._calls, self._plan.custom)
         if self._plan.single:
             converted = converted[: max(0, 1 - self._calls)]
         self._calls += len(converted)
@@ -532,14 +628,19 @@ class ChatStream(common.ChoiceStream):
 
     def _finish(self, chunk: dict[str, Any]) -> bytes:
         out = b""
-        if self._buffer:
-            # A `required` call, buffered because its name comes inside the JSON.
-            parsed = self._plan.forced.parse(self._buffer) if self._plan.forced else None
-            delta: dict[str, Any] = {}
-            if parsed is None:
+        delta: dict[str, Any] = {}
+        if self._reader is not None and self._mode == "calls":
+            self._reader_calls(delta, self._reader.finish())
+        elif self._mode == "buffer" and self._plan.forced is not None:
+            judged = self._plan.forced.judge(self._buffer)
+            if judged:
+                self._add_calls(delta, judged)
+            elif self._buffer:
                 delta["content"] = self._buffer
-            else:
-                self._add_calls(delta, parsed)
+        elif self._buffer:
+            # The answer ended before its opening decided anything: it is text.
+            delta["content"] = self._buffer
+        if delta:
             out = self._event(orjson.dumps(delta))
         reason = finish_reason(chunk.get("done_reason"), self._calls > 0, self._plan.legacy)
         return out + self._finished(chunk, reason)

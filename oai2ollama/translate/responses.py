@@ -3,8 +3,9 @@
 A Responses request is first rewritten as the equivalent chat request (instructions, input items,
 flat tools, ``text.format``, ``max_output_tokens`` …), so it gets every chat rule — aliases,
 ``num_ctx``, only client-set sampling, forced ``tool_choice`` — from one place. The answer is
-built as Responses output items: ``reasoning``, ``message`` and ``function_call``; a stream is the
-named event sequence the SDKs accumulate, with a ``sequence_number`` on every event.
+built as Responses output items: ``reasoning``, ``message``, ``function_call`` and
+``custom_tool_call``; a stream is the named event sequence the SDKs accumulate, with a
+``sequence_number`` on every event. Tools of every shape are mapped in :mod:`responses_tools`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 
 from ..errors import APIError, InvalidRequest, from_ollama
-from . import chat, common, tools
+from . import chat, common, responses_tools, tools
 from .common import invalid_type, new_id
 
 # Responses fields that a local, stateless model cannot honour and a client may rely on.
@@ -42,6 +43,9 @@ class ResponsesRequest:
     items: list[dict[str, Any]]  # the conversation so far, as input items (for the store)
     store: bool
     previous_response_id: str | None = None
+    tools: responses_tools.ToolTable = field(
+        default_factory=lambda: responses_tools.ToolTable(chat_tools=[])
+    )
 
     @property
     def model(self) -> str:
@@ -58,6 +62,7 @@ def parse_request(
     history: list[dict[str, Any]] | None = None,
     allow_image_urls: bool = False,
     store_available: bool = False,
+    refuse_hosted_tools: bool = False,
 ) -> ResponsesRequest:
     """``history``: the stored input and output of ``previous_response_id``, if any."""
     body = common.require_object(body)
@@ -77,7 +82,8 @@ def parse_request(
             code="unsupported_value",
         )
     items = list(history or []) + input_items(body.get("input"))
-    chat_body = to_chat_body(body, items)
+    table = responses_tools.build(body.get("tools"), refuse_hosted=refuse_hosted_tools)
+    chat_body = to_chat_body(body, items, table)
     try:
         request = chat.parse_request(chat_body, allow_image_urls=allow_image_urls)
     except InvalidRequest as err:
@@ -89,6 +95,7 @@ def parse_request(
         items=items,
         store=store_available and store is not False,
         previous_response_id=previous,
+        tools=table,
     )
 
 
@@ -116,8 +123,14 @@ def input_items(value: Any) -> list[dict[str, Any]]:
     return value
 
 
-def to_chat_body(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+def to_chat_body(
+    body: dict[str, Any],
+    items: list[dict[str, Any]],
+    table: responses_tools.ToolTable | None = None,
+) -> dict[str, Any]:
     """The chat completions request that asks Ollama the same thing."""
+    if table is None:
+        table = responses_tools.build(body.get("tools"))
     out: dict[str, Any] = {"model": body.get("model"), "stream": body.get("stream")}
     instructions = body.get("instructions")
     messages: list[dict[str, Any]] = []
@@ -125,13 +138,13 @@ def to_chat_body(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str,
         if not isinstance(instructions, str):
             raise invalid_type("instructions", "a string", instructions)
         messages.append({"role": "system", "content": instructions})
-    messages += to_messages(items)
+    messages += to_messages(items, table)
     out["messages"] = messages
     if body.get("tools") is not None:
-        out["tools"] = to_chat_tools(body["tools"])
+        out["tools"] = table.chat_tools
     choice = body.get("tool_choice")
     if choice is not None:
-        out["tool_choice"] = to_chat_tool_choice(choice)
+        out["tool_choice"] = responses_tools.choice(choice, table)
     # `reasoning: {effort}` is read by the chat rules as it is.
     for key in ("parallel_tool_calls", "temperature", "top_p", "reasoning"):
         if body.get(key) is not None:
@@ -161,44 +174,9 @@ def to_response_format(fmt: Any) -> dict[str, Any]:
     return fmt
 
 
-def to_chat_tools(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise invalid_type("tools", "an array", value)
-    out = []
-    for i, tool in enumerate(value):
-        if not isinstance(tool, dict):
-            raise invalid_type(f"tools[{i}]", "an object", tool)
-        if tool.get("type", "function") != "function":
-            raise InvalidRequest(
-                f"Unsupported tool type {tool.get('type')!r} in 'tools[{i}].type': only "
-                "'function' tools can be run by a local model.",
-                param=f"tools[{i}].type",
-                code="unsupported_value",
-            )
-        fn = {k: tool[k] for k in ("name", "description", "parameters") if k in tool}
-        out.append({"type": "function", "function": fn})
-    return out
-
-
-def to_chat_tool_choice(choice: Any) -> Any:
-    if isinstance(choice, dict):
-        kind = choice.get("type")
-        if kind == "function":
-            return {"type": "function", "function": {"name": choice.get("name")}}
-        if kind == "allowed_tools":
-            allowed = [
-                {"type": "function", "function": {"name": t.get("name")}}
-                for t in choice.get("tools") or []
-                if isinstance(t, dict)
-            ]
-            return {
-                "type": "allowed_tools",
-                "allowed_tools": {"mode": choice.get("mode"), "tools": allowed},
-            }
-    return choice
-
-
-def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def to_messages(
+    items: list[dict[str, Any]], table: responses_tools.ToolTable | None = None
+) -> list[dict[str, Any]]:
     """Input items → chat messages: function calls join the assistant turn they belong to,
     reasoning goes to the next assistant turn as its reasoning."""
     messages: list[dict[str, Any]] = []
@@ -212,12 +190,8 @@ def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if role == "assistant" and thinking:
                 message["reasoning_content"], thinking = thinking, ""
             messages.append(message)
-        elif kind == "function_call":
-            call = {
-                "id": item.get("call_id"),
-                "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments")},
-            }
+        elif kind in ("function_call", "custom_tool_call"):
+            call = responses_tools.history_call(item, table)
             last = messages[-1] if messages else None
             if last is None or last["role"] != "assistant" or "tool_calls" not in last:
                 last = {"role": "assistant", "content": None, "tool_calls": []}
@@ -225,7 +199,7 @@ def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     last["reasoning_content"], thinking = thinking, ""
                 messages.append(last)
             last["tool_calls"].append(call)
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             if isinstance(output, list):
                 output = _content(output, f"{where}.output")
@@ -237,7 +211,8 @@ def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             raise InvalidRequest(
                 f"Unsupported input item type {kind!r} in '{where}': supported are 'message', "
-                "'function_call', 'function_call_output' and 'reasoning'.",
+                "'function_call', 'function_call_output', 'custom_tool_call', "
+                "'custom_tool_call_output' and 'reasoning'.",
                 param=f"{where}.type",
                 code="unsupported_value",
             )
@@ -268,6 +243,8 @@ def _content(content: Any, where: str) -> Any:
                     code="unsupported_value",
                 )
             parts.append({"type": "image_url", "image_url": {"url": url}})
+        elif kind == "input_audio":
+            parts.append({"type": "input_audio", "input_audio": part.get("input_audio")})
         else:
             raise InvalidRequest(
                 f"Unsupported content part type {kind!r} in '{here}'.",
@@ -294,7 +271,7 @@ def _reasoning_text(item: dict[str, Any]) -> str:
 def usage(prompt: int, completion: int) -> dict[str, Any]:
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt + completion,
@@ -317,16 +294,35 @@ def message_item(text: str, status: str = "completed") -> dict[str, Any]:
     }
 
 
-def call_item(call: dict[str, Any], status: str = "completed") -> dict[str, Any]:
+def call_item(
+    call: dict[str, Any], table: responses_tools.ToolTable, status: str = "completed"
+) -> dict[str, Any]:
+    """One OpenAI-style tool call → a ``function_call`` item (with its ``namespace`` when the
+    function is inside one) or a ``custom_tool_call`` item."""
     fn = call["function"]
-    return {
-        "type": "function_call",
-        "id": new_id("fc_"),
-        "call_id": call.get("id") or new_id("call_"),
-        "name": fn["name"],
-        "arguments": fn.get("arguments", ""),
-        "status": status,
-    }
+    ref = table.ref(fn["name"])
+    call_id = call.get("id") or new_id("call_")
+    arguments = fn.get("arguments", "")
+    if ref.kind == "custom":
+        item: dict[str, Any] = {
+            "type": "custom_tool_call",
+            "id": new_id("ctc_"),
+            "call_id": call_id,
+            "name": ref.name,
+            "input": tools.custom_input(arguments) if status == "completed" else "",
+        }
+    else:
+        item = {
+            "type": "function_call",
+            "id": new_id("fc_"),
+            "call_id": call_id,
+            "name": ref.name,
+            "arguments": arguments,
+            "status": status,
+        }
+    if ref.namespace is not None:
+        item["namespace"] = ref.namespace
+    return item
 
 
 def response_object(
@@ -369,14 +365,17 @@ def response_object(
     }
 
 
-def output_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+def output_of(
+    message: dict[str, Any], table: responses_tools.ToolTable | None = None
+) -> list[dict[str, Any]]:
     """A chat answer's message → Responses output items."""
+    table = table or responses_tools.ToolTable(chat_tools=[])
     output = []
     if message.get("reasoning_content"):
         output.append(reasoning_item(message["reasoning_content"]))
     if message.get("content"):
         output.append(message_item(message["content"]))
-    output += [call_item(call) for call in message.get("tool_calls") or []]
+    output += [call_item(call, table) for call in message.get("tool_calls") or []]
     return output
 
 
@@ -391,7 +390,7 @@ def response(
         response_id,
         created_at,
         status="incomplete" if incomplete else "completed",
-        output=output_of(choice["message"]),
+        output=output_of(choice["message"], request.tools),
         use=usage(answer.get("prompt_eval_count") or 0, answer.get("eval_count") or 0),
         incomplete=incomplete,
     )
@@ -408,7 +407,12 @@ class _Open:
 
 @dataclass
 class ResponsesStream:
-    """Ollama's NDJSON chat chunks → the Responses API's named SSE events."""
+    """Ollama's NDJSON chat chunks → the Responses API's named SSE events.
+
+    A forced call is judged as in chat (:class:`chat.ChatStream`), holding back only what
+    decides the verdict; a custom tool's call, whose input is a string inside the JSON, goes
+    out whole when its JSON is complete.
+    """
 
     request: ResponsesRequest
     response_id: str
@@ -420,7 +424,24 @@ class ResponsesStream:
     _open: _Open | None = None
     _buffer: str = ""
     _calls: int = 0
+    # text; or for a forced call: hold (a named call's opening), read (a required call's JSON
+    # up to its first name), buffer (a named custom tool), then call or calls, or text
+    _mode: str = "text"
+    _reader: tools.CallReader | None = None
+    _pending: dict[str, Any] | None = None  # a custom tool's call, until its JSON is complete
+    _skip: bool = False  # the reader's current call is beyond parallel_tool_calls: false
     usage: dict[str, int] = field(default_factory=lambda: common.usage(0, 0))
+
+    def __post_init__(self) -> None:
+        forced = self.request.chat.tools.forced
+        if forced is None:
+            return
+        if forced.name is None:
+            self._mode, self._reader = "read", tools.CallReader(forced)
+        elif self.request.tools.ref(forced.name).kind == "custom":
+            self._mode = "buffer"
+        else:
+            self._mode = "hold"
 
     def _event(self, kind: str, **data: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._sequence, **data}
@@ -465,7 +486,9 @@ class ResponsesStream:
         out = b""
         if item["type"] == "message":
             part = {"type": "output_text", "text": text, "annotations": []}
-            out += self._event("response.output_text.done", **where, content_index=0, text=text)
+            out += self._event(
+                "response.output_text.done", **where, content_index=0, text=text, logprobs=[]
+            )
             out += self._event("response.content_part.done", **where, content_index=0, part=part)
             item["content"] = [part]
         elif item["type"] == "reasoning":
@@ -482,7 +505,11 @@ class ResponsesStream:
             out += self._event(
                 "response.function_call_arguments.done", **where, name=item["name"], arguments=text
             )
-        item["status"] = "completed"
+        elif item["type"] == "custom_tool_call":
+            item["input"] = text
+            out += self._event("response.custom_tool_call_input.done", **where, input=text)
+        if "status" in item:
+            item["status"] = "completed"
         return out + self._event("response.output_item.done", output_index=current.index, item=item)
 
     def _delta(self, kind: str, text: str) -> bytes:
@@ -504,6 +531,8 @@ class ResponsesStream:
             return out + self._event(
                 "response.reasoning_summary_text.delta", **where, summary_index=0, delta=text
             )
+        if kind == "custom_tool_call":
+            return out + self._event("response.custom_tool_call_input.delta", **where, delta=text)
         return out + self._event("response.function_call_arguments.delta", **where, delta=text)
 
     def _whole_calls(self, calls: Any) -> bytes:
@@ -513,10 +542,14 @@ class ResponsesStream:
         self._calls += len(converted)
         out = b""
         for call in converted:
-            item = call_item(call, status="in_progress")
-            arguments, item["arguments"] = item["arguments"], ""
+            item = call_item(call, self.request.tools, status="in_progress")
             out += self._begin(item)
-            out += self._delta("function_call", arguments)
+            arguments = call["function"]["arguments"]
+            if item["type"] == "custom_tool_call":
+                out += self._delta(item["type"], tools.custom_input(arguments))
+            else:
+                item["arguments"] = ""
+                out += self._delta(item["type"], arguments)
         return out + self._close()
 
     # ---- chunks -----------------------------------------------------------------------
@@ -525,33 +558,86 @@ class ResponsesStream:
             raise from_ollama(500, str(chunk["error"]))
         out = b""
         message = chunk.get("message") or {}
-        plan = self.request.chat.tools
         if message.get("thinking"):
             out += self._delta("reasoning", message["thinking"])
         content = message.get("content")
         if content:
-            if plan.forced is None:
-                out += self._delta("message", content)
-            elif plan.forced.name and not message.get("tool_calls"):
-                if self._calls == 0:
-                    self._calls = 1
-                    call = {"function": {"name": plan.forced.name, "arguments": ""}}
-                    out += self._begin(call_item(call, status="in_progress"))
-                out += self._delta("function_call", content)
-            else:
-                self._buffer += content
+            out += self._content(content)
         if message.get("tool_calls"):
             out += self._whole_calls(message["tool_calls"])
         if chunk.get("done"):
             out += self._finish(chunk)
         return out
 
+    def _content(self, content: str) -> bytes:
+        forced = self.request.chat.tools.forced
+        if self._mode == "hold":
+            self._buffer += content
+            verdict = tools.opening(self._buffer)
+            if verdict is None:
+                return b""
+            self._mode = "call" if verdict else "text"
+            content, self._buffer = self._buffer, ""
+        elif self._reader is not None and self._mode in ("read", "calls"):
+            events = self._reader.feed(content)
+            if self._mode == "read":
+                self._buffer += content
+                if self._reader.verdict is None:
+                    return b""
+                self._mode = "calls" if self._reader.verdict else "text"
+                content, self._buffer = self._buffer, ""
+            if self._mode == "calls":
+                return self._reader_calls(events)
+        if self._mode == "text":
+            return self._delta("message", content)
+        if self._mode == "buffer":
+            self._buffer += content
+            return b""
+        out = b""
+        if self._calls == 0 and forced is not None and forced.name:
+            self._calls = 1
+            call = {"function": {"name": forced.name, "arguments": ""}}
+            out = self._begin(call_item(call, self.request.tools, status="in_progress"))
+        return out + self._delta("function_call", content)
+
+    def _reader_calls(self, events: list[tools.Event]) -> bytes:
+        """A required call's reader events → call items, streamed (a custom tool's whole)."""
+        out = b""
+        for event in events:
+            if event[0] == "start":
+                self._skip = self.request.chat.tools.single and self._calls > 0
+                if self._skip:
+                    continue
+                call = {"function": {"name": event[1], "arguments": ""}}
+                if self.request.tools.ref(event[1]).kind == "custom":
+                    self._pending = call
+                else:
+                    self._calls += 1
+                    out += self._begin(call_item(call, self.request.tools, "in_progress"))
+            elif self._skip:
+                continue
+            elif self._pending is not None:
+                if event[0] == "args":
+                    self._pending["function"]["arguments"] += event[1]
+                else:
+                    out += self._whole_calls([self._pending])
+                    self._pending = None
+            elif event[0] == "args":
+                out += self._delta("function_call", event[1])
+            else:
+                out += self._close()
+        return out
+
     def _finish(self, chunk: dict[str, Any]) -> bytes:
         out = b""
-        plan = self.request.chat.tools
-        if self._buffer:
-            parsed = plan.forced.parse(self._buffer) if plan.forced else None
-            out += self._whole_calls(parsed) if parsed else self._delta("message", self._buffer)
+        forced = self.request.chat.tools.forced
+        if self._reader is not None and self._mode == "calls":
+            out += self._reader_calls(self._reader.finish())
+        elif self._buffer:
+            # Held back: a custom tool's call judged on the whole answer, or the first
+            # characters of an answer that ended before its opening decided anything.
+            judged = forced.judge(self._buffer) if forced and self._mode == "buffer" else None
+            out += self._whole_calls(judged) if judged else self._delta("message", self._buffer)
         out += self._close()
         self.done = True
         self.usage = common.usage_from(chunk)

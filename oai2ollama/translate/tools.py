@@ -26,26 +26,316 @@ class ForcedCall:
     names: frozenset[str]
     parallel: bool  # required: may answer several calls
 
-    def parse(self, content: str) -> list[dict[str, Any]] | None:
-        """The constrained JSON answer → Ollama-style tool calls; None when it is not one."""
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        if self.name is not None:
-            return [{"function": {"name": self.name, "arguments": data}}]
-        items = data.get("tool_calls") if self.parallel else [data]
-        if not isinstance(items, list) or not items:
-            return None
-        calls = []
-        for item in items:
-            if not isinstance(item, dict) or item.get("name") not in self.names:
+    def judge(self, content: str) -> list[dict[str, Any]] | None:
+        """The verdict on a whole constrained answer: Ollama-style tool calls, or None when the
+        answer is text. A stream reaches the same verdict: a named call's by :func:`opening`,
+        a ``required`` one's by a :class:`CallReader` fed piece by piece."""
+        if self.name is None:
+            reader = CallReader(self)
+            events = reader.feed(content) + reader.finish()
+            if not reader.verdict:
                 return None
-            arguments = item.get("arguments")
-            calls.append({"function": {"name": item["name"], "arguments": arguments or {}}})
-        return calls
+            calls: list[dict[str, Any]] = []
+            for event in events:
+                if event[0] == "start":
+                    calls.append({"function": {"name": event[1], "arguments": ""}})
+                elif event[0] == "args":
+                    calls[-1]["function"]["arguments"] += event[1]
+            for call in calls:
+                call["function"]["arguments"] = _arguments(call["function"]["arguments"])
+            return calls
+        if opening(content) is not True:
+            return None
+        return [{"function": {"name": self.name, "arguments": _arguments(content)}}]
+
+
+def _arguments(text: str) -> Any:
+    """Valid JSON arguments go out re-encoded; anything else (cut by the length limit, say) as
+    the model wrote it, as OpenAI does with a call that runs out of tokens."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text.strip()
+    return data if isinstance(data, dict) else text.strip()
+
+
+def opening(text: str) -> bool | None:
+    """How the answer to a named forced call opens, which decides call or text.
+
+    True once it opens as a JSON object does (``{``, then a key's quote or ``}``), False once it
+    cannot, None while only whitespace and ``{`` have arrived. A stream holds back just those
+    few characters; everything after the verdict streams as it comes.
+    """
+    rest = text.lstrip()
+    if not rest:
+        return None
+    if rest[0] != "{":
+        return False
+    rest = rest[1:].lstrip()
+    if not rest:
+        return None
+    return rest[0] in '"}'
+
+
+# What a CallReader reports: ("start", name), ("args", fragment), ("end",).
+Event = tuple[str, ...]
+_SPACE = " \t\r\n"
+
+
+@dataclass(slots=True)
+class _Frame:
+    """An open JSON object or array in the answer."""
+
+    kind: str  # "{" or "["
+    role: str  # "call" (a call's object), "calls" (the tool_calls array), "root", "other"
+    expect: str  # "key", "colon", "value", "in_value", "comma"
+    key: str | None = None
+    empty: bool = True
+    name: str | None = None  # a call's function name, once read
+    bad: bool = False  # a call naming no known function: left out
+    started: bool = False
+    held: str = ""  # arguments that came before the name
+    sent_args: bool = False
+
+
+class CallReader:
+    """Reads the answer to a ``required`` call as it arrives, and says what calls it holds.
+
+    The answer is constrained to ``{"name": …, "arguments": {…}}`` (or ``{"tool_calls": [those]}``
+    when several calls are allowed). The verdict is reached when the first call's name has been
+    read: a known function makes the answer calls; anything else before that (not an object, an
+    unknown name, an object without a name) makes it text. Only that opening is held back; each
+    call's arguments then stream as they come. After a "calls" verdict the rest is read
+    leniently: a call with an unknown name is left out, and if the JSON breaks, what follows goes
+    to the arguments being read. :meth:`ForcedCall.judge` reads a whole answer with this same
+    reader, so a stream and a whole answer always agree.
+    """
+
+    __slots__ = (
+        "_capture",
+        "_closed",
+        "_escape",
+        "_events",
+        "_forced",
+        "_frag",
+        "_in_string",
+        "_primitive",
+        "_raw",
+        "_stack",
+        "_string",
+        "_string_role",
+        "verdict",
+    )
+
+    def __init__(self, forced: ForcedCall) -> None:
+        self._forced = forced
+        self.verdict: bool | None = None
+        self._stack: list[_Frame] = []
+        self._closed = False  # the outer object has ended
+        self._in_string = False
+        self._escape = False
+        self._string = ""
+        self._string_role: str | None = None  # "key", "name" or None
+        self._primitive = False
+        self._capture: _Frame | None = None  # the call whose arguments are being read
+        self._frag = ""
+        self._raw = False  # the JSON broke after the verdict
+        self._events: list[Event] = []
+
+    # ---- feeding ---------------------------------------------------------------------
+    def feed(self, text: str) -> list[Event]:
+        """Read more of the answer; the events it completes (none before the verdict)."""
+        if self.verdict is False:
+            return []
+        for ch in text:
+            if self._raw:
+                if self._capture is not None:
+                    self._frag += ch
+            else:
+                self._char(ch)
+            if self.verdict is False:
+                return []
+        return self._flush()
+
+    def finish(self) -> list[Event]:
+        """The answer ended: close what is open."""
+        if self.verdict is not True:
+            self.verdict = False
+            return []
+        self._send_frag()
+        for frame in reversed(self._stack):
+            if frame.role == "call":
+                self._call_end(frame)
+        self._stack.clear()
+        return self._flush()
+
+    def _flush(self) -> list[Event]:
+        if self.verdict is not True:
+            return []
+        self._send_frag()
+        events, self._events = self._events, []
+        return events
+
+    # ---- the scanner -----------------------------------------------------------------
+    def _char(self, ch: str) -> None:
+        if self._in_string:
+            self._string_char(ch)
+            return
+        if self._primitive:
+            if ch not in _SPACE and ch not in ",}]":
+                self._frag += ch if self._capture is not None else ""
+                return
+            self._primitive = False
+            self._value_end()
+        if ch in _SPACE:
+            if self._capture is not None:
+                self._frag += ch
+            return
+        if not self._stack:
+            if self._closed or ch != "{":
+                self._error()
+                return
+            role = "root" if self._forced.parallel else "call"
+            self._stack.append(_Frame("{", role, "key"))
+            return
+        top = self._stack[-1]
+        if top.expect == "value" and not (top.kind == "[" and ch == "]" and top.empty):
+            self._value_start(top, ch)
+            return
+        if self._capture is not None:
+            self._frag += ch
+        if top.kind == "{":
+            if top.expect == "key" and ch == '"':
+                self._in_string, self._string, self._string_role = True, "", "key"
+            elif top.expect == "colon" and ch == ":":
+                top.expect = "value"
+            elif top.expect == "comma" and ch == ",":
+                top.expect = "key"
+            elif ch == "}" and (top.expect == "comma" or (top.expect == "key" and top.empty)):
+                self._pop()
+            else:
+                self._error()
+        elif top.expect == "comma" and ch == ",":
+            top.expect = "value"
+        elif ch == "]":
+            self._pop()
+        else:
+            self._error()
+
+    def _string_char(self, ch: str) -> None:
+        if self._capture is not None:
+            self._frag += ch
+        if self._escape:
+            self._escape = False
+        elif ch == "\\":
+            self._escape = True
+        elif ch == '"':
+            self._in_string = False
+            self._string_end()
+            return
+        if self._string_role is not None:
+            self._string += ch
+
+    def _value_start(self, top: _Frame, ch: str) -> None:
+        top.empty = False
+        top.expect = "in_value"
+        if top.role == "call" and top.key == "arguments" and self._capture is None:
+            self._capture = top
+        if self._capture is not None:
+            self._frag += ch
+        if ch == '"':
+            role = "name" if top.role == "call" and top.key == "name" else None
+            self._in_string, self._string, self._string_role = True, "", role
+        elif ch == "{":
+            role = "call" if top.role == "calls" else "other"
+            self._stack.append(_Frame("{", role, "key"))
+        elif ch == "[":
+            role = "calls" if top.role == "root" and top.key == "tool_calls" else "other"
+            self._stack.append(_Frame("[", role, "value"))
+        elif ch in ",:}]":
+            self._error()
+        else:
+            self._primitive = True
+
+    def _string_end(self) -> None:
+        top = self._stack[-1]
+        role, self._string_role = self._string_role, None
+        if role == "key":
+            top.key = self._string
+            top.expect = "colon"
+            return
+        if role == "name":
+            try:
+                name = orjson.loads(f'"{self._string}"')
+            except orjson.JSONDecodeError:
+                name = None
+            self._call_named(top, name)
+        self._value_end()
+
+    def _value_end(self) -> None:
+        if not self._stack:
+            self._closed = True
+            return
+        top = self._stack[-1]
+        top.expect = "comma"
+        if self._capture is top:
+            self._send_frag()
+            self._capture = None
+
+    def _pop(self) -> None:
+        frame = self._stack.pop()
+        if frame.role == "call":
+            self._call_end(frame)
+        self._value_end()
+
+    def _error(self) -> None:
+        if self.verdict is None:
+            self.verdict = False
+            return
+        # After the verdict: what follows goes to the arguments being read, if any.
+        self._raw = True
+        if self._capture is None:
+            self._frag = ""
+
+    # ---- calls -----------------------------------------------------------------------
+    def _send_frag(self) -> None:
+        frag, self._frag = self._frag, ""
+        call = self._capture
+        if not frag or call is None:
+            return
+        if call.name is None:
+            call.held += frag
+        elif not call.bad:
+            call.sent_args = True
+            self._events.append(("args", frag))
+
+    def _call_named(self, call: _Frame, name: Any) -> None:
+        if call.name is not None:
+            return
+        call.name = name if isinstance(name, str) else ""
+        if call.name not in self._forced.names:
+            call.bad = True
+            if self.verdict is None:
+                self.verdict = False
+            return
+        self.verdict = True
+        call.started = True
+        self._events.append(("start", call.name))
+        if call.held:
+            call.sent_args = True
+            self._events.append(("args", call.held))
+
+    def _call_end(self, call: _Frame) -> None:
+        if self._capture is call:
+            self._send_frag()
+            self._capture = None
+        if not call.started:
+            if self.verdict is None:
+                self.verdict = False
+            return
+        if not call.sent_args:
+            self._events.append(("args", "{}"))
+        self._events.append(("end",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +346,48 @@ class ToolPlan:
     instruction: str | None = None  # the system message describing a forced call
     single: bool = False  # parallel_tool_calls: false → keep only the first call
     legacy: bool = False  # `functions` in, so `function_call` out
+    custom: frozenset[str] = frozenset()  # custom tools: their calls answer `custom.input`
+
+
+# A custom tool (free-form text input) is offered to Ollama as a function with one string.
+CUSTOM_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"input": {"type": "string", "description": "the tool's input"}},
+    "required": ["input"],
+}
+
+
+def custom_description(description: str, fmt: Any, where: str) -> str:
+    """A custom tool's description, with its input grammar spelled out for the model."""
+    note = "Call it with the whole free-form input as the string argument `input`."
+    if fmt is not None:
+        if not isinstance(fmt, dict):
+            raise invalid_type(f"{where}.format", "an object", fmt)
+        grammar = fmt.get("grammar") if isinstance(fmt.get("grammar"), dict) else fmt
+        if fmt.get("type") == "grammar":
+            syntax, definition = grammar.get("syntax"), grammar.get("definition")
+            if isinstance(definition, str) and definition:
+                note += f" The input must follow this {syntax or ''} grammar:\n{definition}"
+    return f"{description}\n\n{note}" if description else note
+
+
+def custom_input(arguments: Any) -> str:
+    """A custom tool call's input, out of the arguments the model gave its function."""
+    if isinstance(arguments, str):
+        try:
+            arguments = orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            return arguments
+    if isinstance(arguments, dict):
+        value = arguments.get("input")
+        if isinstance(value, str):
+            return value
+        strings = [v for v in arguments.values() if isinstance(v, str)]
+        if len(arguments) == 1 and strings:
+            return strings[0]
+    if isinstance(arguments, str):
+        return arguments
+    return orjson.dumps(arguments).decode()
 
 
 def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
@@ -70,17 +402,20 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
         fn = tool
         if not legacy:
             kind = tool.get("type", "function")
-            if kind != "function":
+            if kind not in ("function", "custom"):
                 raise InvalidRequest(
-                    f"Unsupported tool type {kind!r} in '{where}.type': only 'function' tools "
-                    "can be run by a local model.",
+                    f"Unsupported tool type {kind!r} in '{where}.type': only 'function' and "
+                    "'custom' tools can be run by a local model.",
                     param=f"{where}.type",
                     code="unsupported_value",
                 )
-            fn = tool.get("function")
-            where += ".function"
+            fn = tool.get(kind)
+            where += f".{kind}"
             if not isinstance(fn, dict):
                 raise invalid_type(where, "an object", fn)
+            if kind == "custom":
+                tools.append(_custom(fn, where))
+                continue
         out: dict[str, Any] = {"name": common.require_str(fn, "name", f"{where}.name")}
         description = fn.get("description")
         if description is not None:
@@ -96,6 +431,16 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
     return tools
 
 
+def _custom(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    name = common.require_str(tool, "name", f"{where}.name")
+    description = tool.get("description") or ""
+    if not isinstance(description, str):
+        raise invalid_type(f"{where}.description", "a string", description)
+    description = custom_description(description, tool.get("format"), where)
+    fn = {"name": name, "description": description, "parameters": CUSTOM_PARAMETERS}
+    return {"type": "function", "function": fn}
+
+
 def plan(body: dict[str, Any]) -> ToolPlan:
     """``tools`` (or ``functions``), ``tool_choice`` and ``parallel_tool_calls`` → a plan."""
     legacy = body.get("tools") is None and body.get("functions") is not None
@@ -106,6 +451,9 @@ def plan(body: dict[str, Any]) -> ToolPlan:
         raw = body.get("tools")
         tools = [] if raw is None else definitions(raw, "tools", legacy=False)
         choice, choice_param = body.get("tool_choice"), "tool_choice"
+    custom = frozenset(
+        t["custom"]["name"] for t in body.get("tools") or [] if t.get("type") == "custom"
+    )
     parallel = common.optional_bool(body, "parallel_tool_calls")
     single = parallel is False or legacy  # legacy function calling answers one call
 
@@ -123,7 +471,7 @@ def plan(body: dict[str, Any]) -> ToolPlan:
             )
         return ToolPlan(tools=[], legacy=legacy)
     if mode == "auto":
-        return ToolPlan(tools=tools, single=single, legacy=legacy)
+        return ToolPlan(tools=tools, single=single, legacy=legacy, custom=custom)
 
     by_name = {t["function"]["name"]: t["function"] for t in tools}
     if mode == "named":
@@ -176,6 +524,7 @@ def plan(body: dict[str, Any]) -> ToolPlan:
         instruction=instruction,
         single=single,
         legacy=legacy,
+        custom=custom,
     )
 
 
@@ -188,16 +537,16 @@ def _choice(choice: Any, param: str, legacy: bool) -> tuple[str, Any]:
         if legacy and isinstance(choice.get("name"), str):
             return "named", choice["name"]
         kind = choice.get("type")
-        fn = choice.get("function")
-        if kind == "function" and isinstance(fn, dict) and isinstance(fn.get("name"), str):
+        fn = choice.get(kind) if kind in ("function", "custom") else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             return "named", fn["name"]
         if kind == "allowed_tools":
             allowed = choice.get("allowed_tools")
             if isinstance(allowed, dict) and allowed.get("mode") in ("auto", "required"):
                 names = {
-                    t["function"]["name"]
+                    t[t.get("type", "function")].get("name")
                     for t in allowed.get("tools") or []
-                    if isinstance(t, dict) and isinstance(t.get("function"), dict)
+                    if isinstance(t, dict) and isinstance(t.get(t.get("type", "function")), dict)
                 }
                 return "allowed", (names, allowed["mode"])
     raise InvalidRequest(
@@ -220,8 +569,11 @@ def _describe(functions: list[dict[str, Any]]) -> str:
     return "Functions:\n" + "\n".join(lines)
 
 
-def calls_out(calls: Any, start: int = 0) -> list[dict[str, Any]]:
-    """Ollama tool calls → OpenAI ones: an id on each, a type, arguments as a JSON string.
+def calls_out(
+    calls: Any, start: int = 0, custom: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Ollama tool calls → OpenAI ones: an id on each, a type, arguments as a JSON string (or,
+    for a ``custom`` tool, its ``input``).
 
     ``index`` counts over the whole answer: Ollama's own ``function.index`` may repeat or be
     missing when calls arrive together at the end of a stream.
@@ -234,15 +586,17 @@ def calls_out(calls: Any, start: int = 0) -> list[dict[str, Any]]:
         if not isinstance(fn, dict):
             continue
         arguments = fn.get("arguments")
+        call_id = call.get("id")
+        head = {
+            "index": start + len(out),
+            "id": call_id if isinstance(call_id, str) and call_id else new_id("call_"),
+        }
+        name = fn.get("name") or ""
+        if name in custom:
+            tool_input = custom_input(arguments)
+            out.append(head | {"type": "custom", "custom": {"name": name, "input": tool_input}})
+            continue
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments if arguments is not None else {}).decode()
-        call_id = call.get("id")
-        out.append(
-            {
-                "index": start + len(out),
-                "id": call_id if isinstance(call_id, str) and call_id else new_id("call_"),
-                "type": "function",
-                "function": {"name": fn.get("name") or "", "arguments": arguments},
-            }
-        )
+        out.append(head | {"type": "function", "function": {"name": name, "arguments": arguments}})
     return out
