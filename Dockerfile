@@ -6,10 +6,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Install from the checkout, with the faster event loop; the build files go afterwards.
+# Install from the checkout, with the faster event loop and the Redis client; the build
+# files go afterwards.
 COPY pyproject.toml README.md LICENSE /src/
 COPY oai2ollama /src/oai2ollama
-RUN pip install '/src[speed]' \
+RUN pip install '/src[speed,redis]' \
     && rm -rf /src \
     && groupadd --system --gid 10001 oai2ollama \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin oai2ollama

@@ -212,7 +212,7 @@ def test_the_dockerfile_builds_from_the_checkout_as_a_non_root_user(tmp_path: Pa
     assert user.isdigit()  # numeric, so that runAsNonRoot can be checked
     assert int(user) != 0
     run = " ".join(rest for word, rest in instructions if word == "RUN")
-    assert "pip install '/src[speed]'" in run
+    assert "pip install '/src[speed,redis]'" in run
     copied = " ".join(rest for word, rest in instructions if word == "COPY")
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore  # everything else stays out of the build context
@@ -247,17 +247,28 @@ def test_the_dockerfile_builds_from_the_checkout_as_a_non_root_user(tmp_path: Pa
 # Kubernetes
 
 
-def manifests() -> dict[str, dict[str, Any]]:
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
     docs = [d for d in yaml.safe_load_all(snippet("kubernetes.yaml")) if d]
-    by_kind = {d["kind"]: d for d in docs}
-    assert len(by_kind) == len(docs)
-    return by_kind
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert len(by_name) == len(docs)
+    return by_name
+
+
+def only(objs: dict[tuple[str, str], dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [obj for (k, _), obj in objs.items() if k == kind]
+    return found
 
 
 def test_the_kubernetes_manifests_fit_together(tmp_path: Path) -> None:
     objs = manifests()
-    assert set(objs) == {"ConfigMap", "Secret", "Deployment", "Service"}
-    deployment, service = objs["Deployment"], objs["Service"]
+    assert sorted(kind for kind, _ in objs) == [
+        "ConfigMap",
+        "Deployment",
+        "Secret",
+        "Secret",
+        "Service",
+    ]
+    deployment, service, config = (only(objs, k) for k in ("Deployment", "Service", "ConfigMap"))
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert service["spec"]["selector"].items() <= labels.items()
@@ -268,21 +279,26 @@ def test_the_kubernetes_manifests_fit_together(tmp_path: Path) -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports)
 
-    # Settings: the image's environment, then the ConfigMap's, as envFrom gives them.
+    # Settings: the image's environment, the ConfigMap's, then the container's own entries
+    # (here from a Secret), as Kubernetes gives them.
     (source,) = container["envFrom"]
-    assert source["configMapRef"]["name"] == objs["ConfigMap"]["metadata"]["name"]
-    data = objs["ConfigMap"]["data"]
+    assert source["configMapRef"]["name"] == config["metadata"]["name"]
+    data = config["data"]
     assert all(isinstance(v, str) for v in data.values())  # ConfigMap values are strings
     env = {**dockerfile_env(dockerfile_instructions((ROOT / "Dockerfile").read_text())), **data}
+    for entry in container["env"]:
+        ref = entry["valueFrom"]["secretKeyRef"]
+        env[entry["name"]] = objs["Secret", ref["name"]]["stringData"][ref["key"]]
+    assert env["OAI2OLLAMA_RESPONSES_STORE"].startswith("redis://")
 
-    # Keys: the Secret, mounted as files where the key-file setting looks.
+    # Keys: a Secret, mounted as files where the key-file setting looks.
     key_file = Path(env["OAI2OLLAMA_API_KEY_FILE"])
     (mount,) = container["volumeMounts"]
     assert mount["readOnly"] is True
     assert Path(mount["mountPath"]) == key_file.parent
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert volume["secret"]["secretName"] == objs["Secret"]["metadata"]["name"]
-    secret_text = objs["Secret"]["stringData"][key_file.name]
+    keys_secret = objs["Secret", volume["secret"]["secretName"]]
+    secret_text = keys_secret["stringData"][key_file.name]
     # The file is readable by the pod's group, not by others.
     assert volume["secret"]["defaultMode"] == 0o440
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
@@ -292,6 +308,7 @@ def test_the_kubernetes_manifests_fit_together(tmp_path: Path) -> None:
     settings = settings_for({**env, "OAI2OLLAMA_API_KEY_FILE": str(local)})
     assert settings.api_keys == ("change-me",)
     assert settings.host == "0.0.0.0"
+    assert settings.responses_store == env["OAI2OLLAMA_RESPONSES_STORE"]
     assert ports[container["livenessProbe"]["httpGet"]["port"]] == settings.port
     # Stopping waits for the server's own grace.
     assert pod["terminationGracePeriodSeconds"] > settings.shutdown_grace
@@ -305,7 +322,7 @@ def test_the_kubernetes_manifests_fit_together(tmp_path: Path) -> None:
 
 
 def test_the_kubernetes_probes_ask_routes_that_answer_without_a_key() -> None:
-    (container,) = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    (container,) = only(manifests(), "Deployment")["spec"]["template"]["spec"]["containers"]
     live = container["livenessProbe"]["httpGet"]["path"]
     ready = container["readinessProbe"]["httpGet"]["path"]
     assert (live, ready) == ("/healthz", "/readyz")

@@ -1,6 +1,7 @@
 """Real nginx, configured as docs/deploy.md says, in front of two replicas of the server (real
-processes) in front of the test Ollama: round-robin, streams unbuffered, and keep-alive comments
-that carry a silent stream past nginx's read timeout."""
+processes sharing a real Redis as their Responses store) in front of the test Ollama:
+round-robin, a conversation continued across replicas, streams unbuffered, and keep-alive
+comments that carry a silent stream past nginx's read timeout."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import openai
 import orjson
 import pytest
 
+from .conftest import RedisServer, free_port
 from .deploy_doc import replace_once, snippet
 from .fake_ollama import FakeOllama, Reply
 
@@ -35,12 +37,6 @@ KEEPALIVE = 0.5  # seconds: the replicas' --keepalive-interval, well below it
 
 def find_nginx() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -68,7 +64,7 @@ class Proxy:
 
 @pytest.fixture(scope="module")
 def replicas(
-    _fake_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory
+    _fake_server: FakeOllama, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[str]]:
     assert SCRIPT, "the oai2ollama console script is not installed"
     logs = tmp_path_factory.mktemp("replicas")
@@ -87,6 +83,8 @@ def replicas(
                     KEY,
                     "--keepalive-interval",
                     str(KEEPALIVE),
+                    "--responses-store",
+                    redis_server.url(5),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=(logs / f"replica{i}.log").open("wb"),
@@ -201,6 +199,24 @@ def test_requests_alternate_between_the_replicas(proxy: Proxy, ollama: FakeOllam
     upstreams = [line.split()[2] for line in lines]
     assert set(upstreams) == set(proxy.replicas)
     assert all(a != b for a, b in itertools.pairwise(upstreams)), upstreams
+
+
+def test_a_conversation_continues_on_the_other_replica(proxy: Proxy, ollama: FakeOllama) -> None:
+    client = sdk(proxy)
+    before = len(proxy.log_lines())
+    first = client.responses.create(model="llama3.2", input="My name is Ada.")
+    second = client.responses.create(
+        model="llama3.2", previous_response_id=first.id, input="What is my name?"
+    )
+    sent = ollama.last().body["messages"]
+    assert sent[0] == {"role": "user", "content": "My name is Ada."}
+    assert sent[1] == {"role": "assistant", "content": first.output_text}
+    assert client.responses.retrieve(first.id).output_text == first.output_text
+    lines = wait_for_lines(proxy, before, 3)
+    assert [line.split()[1] for line in lines] == ["200"] * 3
+    upstreams = [line.split()[2] for line in lines]
+    assert upstreams[0] != upstreams[1] != upstreams[2]  # made on one, continued on the other
+    assert second.previous_response_id == first.id
 
 
 def test_a_stream_comes_through_chunk_by_chunk(proxy: Proxy, ollama: FakeOllama) -> None:
