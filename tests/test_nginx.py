@@ -240,6 +240,33 @@ def test_a_stream_comes_through_chunk_by_chunk(proxy: Proxy, ollama: FakeOllama)
     assert gaps[1] >= 0.4 * delay, times  # at most one pair arrives close together
 
 
+def test_an_ollama_api_stream_comes_through_line_by_line(proxy: Proxy, ollama: FakeOllama) -> None:
+    """Ollama's own API at the root goes through the same location, unbuffered too."""
+    delay = 0.25
+    ollama.queue(Reply(content="one two three four five six", chunk_delay=delay))
+    host, port = proxy.url.split("//")[1].split("/")[0].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    start = time.monotonic()
+    try:
+        body = {"model": "llama3.2", "messages": [{"role": "user", "content": "count"}]}
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        conn.request("POST", "/api/chat", body=orjson.dumps(body), headers=headers)
+        answer = conn.getresponse()
+        assert answer.status == 200
+        arrivals = []
+        while line := answer.readline():
+            arrivals.append((time.monotonic() - start, orjson.loads(line)))
+    finally:
+        conn.close()
+    words = [(t, c["message"]["content"]) for t, c in arrivals if c["message"]["content"]]
+    assert "".join(w for _, w in words) == "one two three four five six"
+    assert arrivals[-1][1]["done"] is True
+    times = [t for t, _ in words]
+    assert times[-1] - times[0] >= 0.6 * 5 * delay, times
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    assert gaps[1] >= 0.4 * delay, times
+
+
 def raw_chat(proxy: Proxy, *, stream: bool) -> tuple[int, bytes]:
     """Status and body as they come out of nginx, keep-alive comments included."""
     host, port = proxy.url.split("//")[1].split("/")[0].split(":")
