@@ -311,4 +311,4 @@ def test_without_keepalives_the_same_silence_is_cut_by_nginx(
     start = time.monotonic()
     status, _ = raw_chat(proxy, stream=False)
     assert status == 504
-    assert READ_TIMEOUT - 0.5 <= time.monotonic() - start < READ_TIMEOUT + 1.0
+    assert time.monotonic() - start >= READ_TIMEOUT - 0.1  # nginx waited, then gave up
