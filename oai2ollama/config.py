@@ -16,6 +16,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11435
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 DEFAULT_OLLAMA_PORT = 11434
+DEFAULT_MAX_LINE_SIZE = 16 * 1024 * 1024
+DEFAULT_MAX_IMAGE_URLS = 16
 
 
 class SettingsError(ValueError):
@@ -55,9 +57,12 @@ class Settings:
     allow_model_management: bool = False
     refuse_hosted_tools: bool = False  # 400 for hosted tools (web_search, …) instead of dropping
     max_body_size: int = 16 * 1024 * 1024
+    # One NDJSON line from Ollama; a longer one ends the answer with an error.
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE
     # Fetching http(s) image URLs for vision models: off unless enabled.
     allow_image_urls: bool = False
     image_max_bytes: int = 10 * 1024 * 1024
+    max_image_urls: int = DEFAULT_MAX_IMAGE_URLS  # image URLs fetched for one request; more get 400
     image_timeout: float = 10.0
     # Aliases and per-model defaults, from the config file and flags.
     policy: ModelPolicy = field(default_factory=ModelPolicy, hash=False)

@@ -3,11 +3,13 @@
 A URL from a client must never become a way into the operator's network. Every address a
 hostname resolves to is checked, on the first request and on every redirect, and the connection
 is made only to an address that passed: private, loopback, link-local, multicast and reserved
-addresses are refused, so DNS rebinding cannot slip past the check.
+addresses are refused, so DNS rebinding cannot slip past the check. IPv6 forms that carry an
+IPv4 address (NAT64, 6to4, IPv4-compatible, -mapped and -translated) are judged by that address.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import socket
@@ -26,11 +28,37 @@ MAX_REDIRECTS = 5
 AddressPolicy = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]
 
 
+# IPv6 ranges whose last 32 bits are an IPv4 address the packet ends up going to.
+_LOW_32_EMBEDS = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64, well-known prefix
+)
+# NAT64's local-use prefix: where the IPv4 address sits depends on the site's prefix length,
+# and nothing in it is public by definition.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Only globally routable unicast addresses (IPv4-mapped IPv6 judged as the IPv4 inside)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Only globally routable unicast addresses. An IPv6 address that carries an IPv4 address
+    (mapped, compatible, translated, NAT64, 6to4) is judged by the IPv4 address inside."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local or ip in _LOCAL_NAT64 or ip.teredo is not None:
+            return False
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            return is_public(inner)
     return ip.is_global and not ip.is_multicast
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in _LOW_32_EMBEDS):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 class BlockedAddress(OSError):
@@ -85,10 +113,18 @@ class ImageFetcher:
             self._session = None
 
     async def fill(self, request: ChatRequest) -> None:
-        """Fetch every remote image of ``request`` and put its base64 into the payload."""
+        """Fetch every remote image of ``request`` at once and put its base64 into the payload.
+        The first failure cancels the other fetches and is raised."""
+        images = request.remote_images
+        tasks = [asyncio.ensure_future(self.fetch(image)) for image in images]
+        try:
+            fetched = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
         messages = request.payload["messages"]
-        for image in request.remote_images:
-            messages[image.message]["images"][image.slot] = await self.fetch(image)
+        for image, data in zip(images, fetched, strict=True):
+            messages[image.message]["images"][image.slot] = data
 
     async def fetch(self, image: RemoteImage) -> str:
         assert self._session is not None, "ImageFetcher used before start()"

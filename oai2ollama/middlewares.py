@@ -11,15 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import (
-    APIError,
-    InvalidRequest,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    PermissionDenied,
-    Unauthorized,
-    UnknownURL,
-)
+from .errors import APIError, PermissionDenied, Unauthorized, from_http_status
 from .state import (
     EXCHANGE,
     METRICS,
@@ -72,23 +64,19 @@ def _render(request: web.Request, err: APIError) -> web.Response:
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIError:
-    if exc.status == 404:
-        where = (
-            "this server answers Ollama's API for inference and discovery only"
-            if ollama_path(request.path)
-            else "the API is served under /v1"
-        )
-        return UnknownURL(
-            f"Unknown request URL: {request.method} {request.path}. Please check the URL; {where}."
-        )
-    if exc.status == 405:
-        return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
-    if exc.status == 413:
-        limit = request.app[SETTINGS].max_body_size
-        return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    err = InvalidRequest(exc.reason or "Bad request.") if exc.status < 500 else APIError(exc.reason)
-    err.status = exc.status
-    return err
+    served = (
+        "this server answers Ollama's API for inference and discovery only"
+        if ollama_path(request.path)
+        else "the API is served under /v1"
+    )
+    return from_http_status(
+        exc.status,
+        exc.reason,
+        method=request.method,
+        path=request.path,
+        body_limit=request.app[SETTINGS].max_body_size,
+        served=served,
+    )
 
 
 def auth_middleware(

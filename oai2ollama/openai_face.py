@@ -56,11 +56,13 @@ WARNING_HEADER = "X-Oai2ollama-Warning"
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    req = chat.parse_request(await read_json(request), allow_image_urls=settings.allow_image_urls)
+    req = chat.parse_request(
+        await read_json(request),
+        allow_image_urls=settings.allow_image_urls,
+        max_image_urls=settings.max_image_urls,
+    )
     request[EXCHANGE].model = req.model
     await request.app[CATALOG].require(req.model, req.needs)
-    if req.remote_images:
-        await request.app[IMAGES].fill(req)
     return await generate(request, CHAT, req, req.text_chars)
 
 
@@ -76,6 +78,9 @@ async def generate(
     """The shared flow of chat and text completions: one or n generations, whole or streamed."""
     app = request.app
     async with app[LIMITER].slot():
+        # Images are fetched inside the slot, so a full server fetches nothing.
+        if isinstance(req, chat.ChatRequest) and req.remote_images:
+            await app[IMAGES].fill(req)
         target = await app[CATALOG].prepare(req.payload, req.model)
         headers = truncation_warning(req.payload, chars, target)
         ollama = app[OLLAMA]
@@ -288,6 +293,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         body,
         history=history,
         allow_image_urls=settings.allow_image_urls,
+        max_image_urls=settings.max_image_urls,
         store_available=store.enabled,
         refuse_hosted_tools=settings.refuse_hosted_tools,
     )
@@ -297,9 +303,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         store.check_size(req.items)
         if history is None:
             await store.ready()
-    if req.chat.remote_images:
-        await app[IMAGES].fill(req.chat)
     async with app[LIMITER].slot():
+        if req.chat.remote_images:
+            await app[IMAGES].fill(req.chat)
         payload = req.chat.payload
         target = await app[CATALOG].prepare(payload, req.model)
         headers = truncation_warning(payload, req.chat.text_chars, target)

@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from . import __version__
-from .config import Settings, SettingsError, parse_ollama_url
+from .config import (
+    DEFAULT_MAX_IMAGE_URLS,
+    DEFAULT_MAX_LINE_SIZE,
+    Settings,
+    SettingsError,
+    parse_ollama_url,
+)
 from .policy import DEFAULT_MAX_NUM_CTX, ConfigError, ModelPolicy, load_config, policy_from
 from .store import DEFAULT_MAX_ENTRY, DEFAULT_TTL, is_redis_url, redis_address
 
@@ -339,6 +345,15 @@ SETTINGS: tuple[Setting, ...] = (
         5.0,
         "seconds",
     ),
+    Setting(
+        "max_line_size",
+        "Ollama",
+        "longest line of Ollama's streamed (NDJSON) answer; a longer one ends the answer with an "
+        "error (`upstream_line_too_long`)",
+        parse_size,
+        DEFAULT_MAX_LINE_SIZE,
+        "bytes",
+    ),
     # security
     Setting(
         "api_key",
@@ -471,6 +486,14 @@ SETTINGS: tuple[Setting, ...] = (
         parse_size,
         10 * 1024 * 1024,
         "bytes",
+    ),
+    Setting(
+        "max_image_urls",
+        "images",
+        "most image URLs fetched for one request; more get 400 `too_many_image_urls`",
+        parse_count,
+        DEFAULT_MAX_IMAGE_URLS,
+        "images",
     ),
     Setting(
         "image_timeout",

@@ -16,10 +16,14 @@ import orjson
 
 from . import __version__
 from .config import Settings
-from .errors import APIError, UpstreamError, UpstreamTimeout, UpstreamUnavailable, from_ollama
+from .errors import (
+    APIError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    from_ollama_body,
+)
 
-# An NDJSON line longer than this is not something Ollama sends; stop before memory runs out.
-MAX_LINE = 64 * 1024 * 1024
 _CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", ())
 _HEADERS = {"Content-Type": "application/json", "User-Agent": f"oai2ollama/{__version__}"}
 
@@ -37,6 +41,7 @@ class Ollama:
             sock_read=settings.first_byte_timeout or None,
         )
         self._idle = settings.idle_timeout or None
+        self._max_line = settings.max_line_size
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -84,7 +89,9 @@ class Ollama:
             async with self.session.request(method, self.url + path, **kwargs) as resp:
                 body = await resp.read()
                 if resp.status != 200:
-                    raise error_from_body(resp.status, body, model)
+                    raise from_ollama_body(
+                        resp.status, body, model, resp.headers.get("Retry-After")
+                    )
         except APIError:
             raise
         except Exception as exc:
@@ -107,7 +114,8 @@ class Ollama:
         """
         async with self.exchange("POST", path, orjson.dumps(payload)) as resp:
             if resp.status != 200:
-                raise error_from_body(resp.status, await self.read(resp), model)
+                body = await self.read(resp)
+                raise from_ollama_body(resp.status, body, model, resp.headers.get("Retry-After"))
             yield self._batches(resp)
 
     @asynccontextmanager
@@ -149,8 +157,13 @@ class Ollama:
 
     async def lines(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
         """The NDJSON lines of each network read, in order, without their newlines. A line split
-        across reads is kept until its end arrives; nothing else waits."""
-        buffer = b""
+        across reads is kept until its end arrives; nothing else waits.
+
+        Each byte is copied a bounded number of times however many reads a line spans, and a
+        line longer than ``max_line_size`` ends the answer with an error instead of taking the
+        memory and CPU everyone shares."""
+        pending = bytearray()  # the start of a line whose end has not arrived yet
+        limit = self._max_line
         content = resp.content
         while True:
             try:
@@ -159,17 +172,32 @@ class Ollama:
                 raise self._failure(exc) from exc
             if not data:
                 break
-            if buffer:
-                data = buffer + data
-            lines = data.split(b"\n")
-            buffer = lines.pop()
-            if len(buffer) > MAX_LINE:
-                raise UpstreamError("Ollama sent a line longer than the shim accepts.")
+            end = data.rfind(b"\n")
+            if end < 0:
+                pending += data
+                if len(pending) > limit:
+                    raise self._too_long()
+                continue
+            if pending:
+                pending += memoryview(data)[:end]
+                lines = bytes(pending).split(b"\n")
+            else:
+                lines = data[:end].split(b"\n")
+            pending = bytearray(memoryview(data)[end + 1 :])
+            if len(pending) > limit or any(len(line) > limit for line in lines):
+                raise self._too_long()
             batch = [line for line in lines if line.strip()]
             if batch:
                 yield batch
-        if buffer.strip():
-            yield [buffer]
+        if pending.strip():
+            yield [bytes(pending)]
+
+    def _too_long(self) -> UpstreamError:
+        return UpstreamError(
+            f"Ollama sent a stream line longer than {self._max_line} bytes, the most this server "
+            "accepts (--max-line-size).",
+            code="upstream_line_too_long",
+        )
 
     def _failure(self, exc: BaseException) -> APIError:
         """A transport failure → the error the client sees, naming the URL we tried."""
@@ -205,17 +233,3 @@ def parse_line(line: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise UpstreamError("Ollama sent a stream line that is not a JSON object.")
     return obj
-
-
-def error_from_body(status: int, body: bytes, model: str | None) -> APIError:
-    """Ollama's ``{"error": "..."}`` body (or whatever else came) → an OpenAI error."""
-    message = ""
-    try:
-        parsed = orjson.loads(body)
-        if isinstance(parsed, dict) and parsed.get("error") is not None:
-            message = str(parsed["error"])
-    except orjson.JSONDecodeError:
-        pass
-    if not message:
-        message = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
-    return from_ollama(status, message, model)

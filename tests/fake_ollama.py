@@ -59,6 +59,7 @@ class Reply:
     logprobs: bool = False
     status: int = 200  # non-200: answer {"error": error} before any byte
     error: str = "boom"
+    headers: dict[str, str] = field(default_factory=dict)  # sent with a non-200 answer
     first_byte_delay: float = 0.0
     chunk_delay: float = 0.0
     error_after: int | None = None  # write an {"error"} line after this many chunks
@@ -89,6 +90,8 @@ class FakeOllama:
         self.requests: list[Recorded] = []
         self.version = "0.12.11"
         self.embed_dimensions = True  # Ollama ≥ 0.11.11 honours `dimensions` itself
+        # Generative models whose runner cannot embed (Ollama's Go engine): 501 from /api/embed.
+        self.embed_refused: set[str] = set()
         self.context_length = 131072
         self.disconnects = 0
         self.disconnected = threading.Event()
@@ -102,6 +105,7 @@ class FakeOllama:
     def reset(self) -> None:
         self.models = dict(_NAME)
         self.embed_dimensions = True
+        self.embed_refused = set()
         self.replies.clear()
         self.requests.clear()
         self.disconnects = 0
@@ -223,8 +227,12 @@ class FakeOllama:
 
     async def embed(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        self._check_model(body, "any")  # Ollama embeds with generative models too
+        self._check_model(body, "any")  # Ollama embeds with many generative models too
         self._load(body)
+        if body["model"] in self.embed_refused:
+            return web.json_response(
+                {"error": "this model does not support embeddings"}, status=501
+            )
         inputs = body.get("input")
         if inputs in (None, ""):
             return web.json_response({"model": body["model"], "embeddings": []})
@@ -275,7 +283,7 @@ class FakeOllama:
             if reply.first_byte_delay:
                 await asyncio.sleep(reply.first_byte_delay)
             if reply.status != 200:
-                return web.json_response({"error": reply.error}, status=reply.status)
+                return _error_reply(reply)
             chunks = [
                 _as_generate(c, bool(body.get("raw"))) for c in _chunks(body["model"], reply, False)
             ]
@@ -309,7 +317,7 @@ class FakeOllama:
             if reply.first_byte_delay:
                 await asyncio.sleep(reply.first_byte_delay)
             if reply.status != 200:
-                return web.json_response({"error": reply.error}, status=reply.status)
+                return _error_reply(reply)
             chunks = _chunks(body["model"], reply, bool(body.get("tools")))
             if not stream:
                 return web.json_response(_merge(chunks))
@@ -521,6 +529,10 @@ class FakeOllama:
                 await response.write(line)
         await response.write_eof()
         return response
+
+
+def _error_reply(reply: Reply) -> web.Response:
+    return web.json_response({"error": reply.error}, status=reply.status, headers=reply.headers)
 
 
 def _full_name(name: str) -> str:
@@ -764,7 +776,12 @@ def image_app() -> web.Application:
         await asyncio.sleep(5)
         return web.Response(body=PNG, content_type="image/png")
 
+    async def wait(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("s", "0.5")))
+        return web.Response(body=PNG, content_type="image/png")
+
     app = web.Application()
+    app.router.add_get("/wait.png", wait)
     app.router.add_get("/cat.png", cat)
     app.router.add_get("/big.png", big)
     app.router.add_get("/redirect", redirect)

@@ -124,6 +124,26 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "OLLAMA_HOST" in out
 
 
+@pytest.mark.parametrize(
+    ("flag", "env", "field", "default"),
+    [
+        ("--max-line-size", "OAI2OLLAMA_MAX_LINE_SIZE", "max_line_size", 16 * 1024 * 1024),
+        ("--max-image-urls", "OAI2OLLAMA_MAX_IMAGE_URLS", "max_image_urls", 16),
+    ],
+)
+def test_limit_settings_from_flag_and_environment(
+    flag: str, env: str, field: str, default: int
+) -> None:
+    parse = build_parser().parse_args
+    assert getattr(settings_from(parse([]), {}), field) == default
+    assert getattr(settings_from(parse([]), {env: "4096"}), field) == 4096
+    assert getattr(settings_from(parse([flag, "8192"]), {env: "4096"}), field) == 8192
+    with pytest.raises(SettingsError, match=env):
+        settings_from(parse([]), {env: "lots"})
+    with pytest.raises(SystemExit):
+        parse([flag, "-1"])
+
+
 def test_ollama_face_settings_from_flags_and_environment() -> None:
     s = parse([])
     assert (s.open_discovery, s.allow_model_management) == (False, False)

@@ -172,6 +172,72 @@ def test_ollama_busy_is_503_with_retry_after(client: openai.OpenAI, ollama: Fake
     assert "server busy" in info.value.message
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("status", "retry_after", "exception"),
+    [
+        (429, "7", openai.RateLimitError),
+        (503, "9", openai.InternalServerError),
+    ],
+)
+def test_ollama_later_statuses_pass_through_with_its_retry_after(
+    base_url: str,
+    ollama: FakeOllama,
+    stream: bool,
+    status: int,
+    retry_after: str,
+    exception: type[openai.APIStatusError],
+) -> None:
+    ollama.queue(Reply(status=status, error="slow down", headers={"Retry-After": retry_after}))
+    client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
+    with pytest.raises(exception) as info:
+        client.chat.completions.create(model="llama3.2", messages=MESSAGES, stream=stream)
+    assert info.value.status_code == status
+    assert info.value.response.headers["retry-after"] == retry_after
+    assert "slow down" in info.value.message
+
+
+def test_ollama_429_without_retry_after_and_a_bad_one_are_not_invented(
+    client: openai.OpenAI, ollama: FakeOllama
+) -> None:
+    ollama.queue(
+        Reply(status=429, error="too many"),
+        Reply(status=429, error="too many", headers={"Retry-After": "soon, maybe"}),
+    )
+    for _ in range(2):
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="llama3.2", messages=MESSAGES)
+        assert "retry-after" not in info.value.response.headers
+
+
+def test_ollama_413_is_413_and_not_retried(base_url: str, ollama: FakeOllama) -> None:
+    ollama.queue(*[Reply(status=413, error="request entity too large")] * 3)
+    client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=2)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="llama3.2", messages=MESSAGES)
+    assert info.value.status_code == 413
+    error = assert_openai_error({"error": info.value.body}, "invalid_request_error")
+    assert "request entity too large" in error["message"]
+    assert len([r for r in ollama.requests if r.path == "/api/chat"]) == 1
+
+
+def test_ollama_501_is_a_400_keeping_its_message(base_url: str, ollama: FakeOllama) -> None:
+    """A generative model whose runner cannot embed: Ollama answers 501. Without that answer
+    the same model embeds: a missing `embedding` capability is not refused up front."""
+    client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=2)
+    assert client.embeddings.create(model="llama3.2", input="hello").data[0].embedding
+    ollama.requests.clear()
+    ollama.embed_refused = {"llama3.2"}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="llama3.2", input="hello")
+    assert info.value.status_code == 400
+    error = assert_openai_error({"error": info.value.body}, "invalid_request_error", "model")
+    assert error["code"] == "model_not_supported"
+    assert "this model does not support embeddings" in error["message"]
+    assert "llama3.2" in error["message"]
+    assert len([r for r in ollama.requests if r.path == "/api/embed"]) == 1
+
+
 def test_unreachable_ollama_is_502_naming_the_url_quickly(make_shim: ShimFactory) -> None:
     port = closed_port()
     base_url = make_shim(ollama_url=f"http://127.0.0.1:{port}")

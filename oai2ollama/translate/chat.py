@@ -46,6 +46,7 @@ _ROLES = {
 }
 
 
+VISION = "vision"  # Ollama's capability for image input
 MAX_CHOICES = 8
 # Far above any real conversation (the body-size limit binds first for most), but a bound.
 MAX_MESSAGES = 20_000
@@ -95,7 +96,9 @@ class ChatRequest:
 # Request: OpenAI → Ollama
 
 
-def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
+def parse_request(
+    body: Any, *, allow_image_urls: bool = False, max_image_urls: int | None = None
+) -> ChatRequest:
     body = common.require_object(body)
     model = common.require_str(body, "model")
     messages = body.get("messages")
@@ -132,6 +135,14 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
     _refuse_audio(body)
 
     converted, remote = convert_messages(messages, allow_image_urls)
+    if max_image_urls is not None and len(remote) > max_image_urls:
+        raise InvalidRequest(
+            f"The request holds {len(remote)} image URLs; this server fetches at most "
+            f"{max_image_urls} per request (--max-image-urls). Send the others inline as data: "
+            "URLs, or in another request.",
+            param=remote[max_image_urls].param,
+            code="too_many_image_urls",
+        )
     tool_plan = tools.plan(body)
     if tool_plan.instruction:
         converted.append({"role": "system", "content": tool_plan.instruction})
@@ -154,17 +165,26 @@ def parse_request(body: Any, *, allow_image_urls: bool = False) -> ChatRequest:
         n=n,
         tools=tool_plan,
         remote_images=tuple(remote),
-        needs=frozenset({audio.CAPABILITY}) if _has_audio(messages) else frozenset(),
+        needs=_needs(messages),
     )
 
 
-def _has_audio(messages: list[Any]) -> bool:
-    """Whether any message carries an ``input_audio`` part (all were checked by now)."""
-    return any(
-        isinstance(m.get("content"), list)
-        and any(isinstance(p, dict) and p.get("type") == "input_audio" for p in m["content"])
+def _needs(messages: list[Any]) -> frozenset[str]:
+    """The capabilities the model must have for this conversation's inputs (all parts were
+    checked by now): ``audio`` for ``input_audio`` parts, ``vision`` for ``image_url`` ones."""
+    kinds = {
+        part.get("type")
         for m in messages
-    )
+        if isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict)
+    }
+    needs = set()
+    if "input_audio" in kinds:
+        needs.add(audio.CAPABILITY)
+    if "image_url" in kinds:
+        needs.add(VISION)
+    return frozenset(needs)
 
 
 def _refuse_audio(body: dict[str, Any]) -> None:
@@ -355,9 +375,10 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
     """OpenAI sends arguments as a JSON string, Ollama wants the object."""
     if arguments is None or arguments == "":
         return {}
-    if isinstance(arguments, dict):
-        return arguments
     param = f"{where}.arguments"
+    if isinstance(arguments, dict):
+        common.check_depth(arguments, param)
+        return arguments
     if not isinstance(arguments, str):
         raise invalid_type(param, "a JSON string", arguments)
     try:
@@ -375,6 +396,7 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
             param=param,
             code="invalid_tool_arguments",
         )
+    common.check_depth(parsed, param)
     return parsed
 
 

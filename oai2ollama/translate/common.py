@@ -94,6 +94,38 @@ def invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
     )
 
 
+# orjson writes at most 254 levels of nesting (and reads 1024). A client's value lands less than
+# ten levels down in what is sent to Ollama or answered, so this leaves room for the envelope.
+WRITABLE_DEPTH = 254
+MAX_DEPTH = 200
+
+
+def check_depth(value: Any, param: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse a value nested deeper than ``limit`` containers: it could be read but not written
+    back. orjson measures, in C: a value with no more brackets than ``limit`` cannot be deeper
+    (the common case, one serialisation); otherwise it is written again wrapped so that orjson's
+    own limit falls at ``limit``."""
+    if not isinstance(value, dict | list):
+        return
+    try:
+        raw = orjson.dumps(value)
+        if raw.count(b"{") + raw.count(b"[") <= limit:
+            return
+        wrapped: Any = value
+        for _ in range(WRITABLE_DEPTH - limit):
+            wrapped = [wrapped]
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError as exc:
+        if "ecursion" not in str(exc):
+            raise
+        raise InvalidRequest(
+            f"Invalid value for '{param}': JSON nested more than {limit} levels deep is not "
+            "accepted.",
+            param=param,
+            code="nested_too_deep",
+        ) from None
+
+
 def require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest(
@@ -296,6 +328,7 @@ def response_format_to_format(body: Mapping[str, Any]) -> str | dict[str, Any] |
     if fmt is None:
         raw = body.get("format")
         if raw is None or raw == "" or raw == "json" or isinstance(raw, dict):
+            check_depth(raw, "format")
             return raw or None
         raise InvalidRequest(
             "Invalid value for 'format': expected \"json\" or a JSON schema object.",
@@ -316,6 +349,7 @@ def response_format_to_format(body: Mapping[str, Any]) -> str | dict[str, Any] |
         schema = spec.get("schema")
         if not isinstance(schema, dict):
             raise invalid_type("response_format.json_schema.schema", "an object", schema)
+        check_depth(schema, "response_format.json_schema.schema")
         return schema
     raise InvalidRequest(
         f"Invalid value for 'response_format.type': {kind!r}. "

@@ -27,6 +27,19 @@ REFUSED = {
 }
 # Ollama's own fields, passed through as in chat.
 PASSED = {"options", "keep_alive", "think", "format", *common.TOP_LEVEL_OPTIONS}
+# Fields the response object repeats as the client sent them, and the input the store keeps,
+# with how deep each may nest: a field that holds schemas or arguments (held to MAX_DEPTH
+# themselves) gets room for the levels around them.
+_AROUND = common.MAX_DEPTH + 10
+ECHOED = {
+    "metadata": common.MAX_DEPTH,
+    "user": common.MAX_DEPTH,
+    "reasoning": common.MAX_DEPTH,
+    "tool_choice": common.MAX_DEPTH,
+    "text": _AROUND,
+    "tools": _AROUND,
+    "input": _AROUND,
+}
 # What a renamed chat field is called in the Responses API, for error messages.
 PARAMS = {
     "max_completion_tokens": "max_output_tokens",
@@ -61,6 +74,7 @@ def parse_request(
     *,
     history: list[dict[str, Any]] | None = None,
     allow_image_urls: bool = False,
+    max_image_urls: int | None = None,
     store_available: bool = False,
     refuse_hosted_tools: bool = False,
 ) -> ResponsesRequest:
@@ -85,10 +99,15 @@ def parse_request(
     table = responses_tools.build(body.get("tools"), refuse_hosted=refuse_hosted_tools)
     chat_body = to_chat_body(body, items, table)
     try:
-        request = chat.parse_request(chat_body, allow_image_urls=allow_image_urls)
+        request = chat.parse_request(
+            chat_body, allow_image_urls=allow_image_urls, max_image_urls=max_image_urls
+        )
     except InvalidRequest as err:
         err.param = rename_param(err.param)
         raise
+    # What the response echoes (and the store keeps) must be writable too.
+    for key, limit in ECHOED.items():
+        common.check_depth(body.get(key), key, limit)
     return ResponsesRequest(
         chat=request,
         body=body,
@@ -167,6 +186,7 @@ def to_response_format(fmt: Any) -> dict[str, Any]:
     if not isinstance(fmt, dict):
         raise invalid_type("text.format", "an object", fmt)
     if fmt.get("type") == "json_schema":
+        common.check_depth(fmt.get("schema"), "text.format.schema")
         return {
             "type": "json_schema",
             "json_schema": {"name": fmt.get("name"), "schema": fmt.get("schema")},

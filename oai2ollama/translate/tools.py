@@ -426,6 +426,7 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
         if params is not None:
             if not isinstance(params, dict):
                 raise invalid_type(f"{where}.parameters", "an object", params)
+            common.check_depth(params, f"{where}.parameters")
             out["parameters"] = params
         tools.append({"type": "function", "function": out})
     return tools
