@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from .errors import RateLimited
 from .metrics import Metrics
@@ -19,11 +17,17 @@ class Limiter:
         self._waiting = 0
         self._metrics = metrics
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> Limiter:
+        """``async with limiter.slot():`` holds one slot for the block. A plain object with
+        ``__aenter__``/``__aexit__`` rather than a generator-based context manager: this runs on
+        every generation request."""
+        return self
+
+    async def __aenter__(self) -> None:
         metrics = self._metrics
-        if self._semaphore is not None:
-            if self._semaphore.locked() and self._waiting >= self._queue:
+        semaphore = self._semaphore
+        if semaphore is not None:
+            if semaphore.locked() and self._waiting >= self._queue:
                 metrics.rejected += 1
                 raise RateLimited(
                     "Too many requests are waiting for the model; retry shortly.",
@@ -32,14 +36,13 @@ class Limiter:
             self._waiting += 1
             metrics.queued += 1
             try:
-                await self._semaphore.acquire()
+                await semaphore.acquire()
             finally:
                 self._waiting -= 1
                 metrics.queued -= 1
         metrics.in_flight += 1
-        try:
-            yield
-        finally:
-            metrics.in_flight -= 1
-            if self._semaphore is not None:
-                self._semaphore.release()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._metrics.in_flight -= 1
+        if self._semaphore is not None:
+            self._semaphore.release()

@@ -86,10 +86,13 @@ async def generate(
         ollama = app[OLLAMA]
         completion_id, created = new_id(surface.id_prefix), int(time.time())
         if not req.stream:
-            answers = await gather_all(
-                ollama.post(surface.path, req.payload_for(i), model=target)
-                for i in range(req.choices)
-            )
+            if req.choices == 1:  # no Task and no gather for the common case
+                answers = [await ollama.post(surface.path, req.payload_for(0), model=target)]
+            else:
+                answers = await gather_all(
+                    ollama.post(surface.path, req.payload_for(i), model=target)
+                    for i in range(req.choices)
+                )
             answer = surface.complete(answers, req, completion_id=completion_id, created=created)
             request[EXCHANGE].usage = answer["usage"]
             headers = headers or context_full_warning(req.payload, answers, target)
