@@ -13,6 +13,7 @@ from oai2ollama.translate.chat import (
     ChatRequest,
     ChatStream,
     completion,
+    history_reasoning,
     parse_request,
 )
 
@@ -314,6 +315,7 @@ def test_completion_maps_message_usage_and_finish_reason() -> None:
         "content": "Hi",
         "refusal": None,
         "reasoning_content": "hmm",
+        "reasoning_text": "hmm",
     }
     assert out["choices"][0]["finish_reason"] == "length"
     assert out["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
@@ -410,7 +412,7 @@ def test_stream_tool_calls_get_running_indexes_and_finish_as_tool_calls() -> Non
 def test_stream_thinking_goes_to_reasoning_content() -> None:
     s = ChatStream("c", 0, request())
     out = events(s.feed({"message": {"role": "assistant", "content": "", "thinking": "hm"}}))
-    assert out[0]["choices"][0]["delta"] == {"reasoning_content": "hm"}
+    assert out[0]["choices"][0]["delta"] == {"reasoning_content": "hm", "reasoning_text": "hm"}
 
 
 def test_stream_error_line_raises() -> None:
@@ -425,3 +427,29 @@ def test_stream_metrics_only_done_chunk_emits_just_the_finish() -> None:
     assert len(out) == 2
     assert out[0]["choices"][0]["finish_reason"] == "stop"
     assert out[1] == "[DONE]"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"reasoning_content": "a", "reasoning": "b"}, "a"),
+        ({"reasoning_content": "", "reasoning": "b"}, "b"),
+        ({"reasoning_text": "c"}, "c"),
+        ({"cot_id": "x", "cot_summary": "d"}, "d"),
+        (
+            {
+                "reasoning_details": [
+                    {"type": "reasoning.text", "text": "e"},
+                    {"type": "reasoning.summary", "summary": "f"},
+                    {"type": "reasoning.encrypted", "data": "opaque"},
+                    "junk",
+                ]
+            },
+            "ef",
+        ),
+        ({"reasoning_details": "not a list", "reasoning": 3}, ""),
+        ({}, ""),
+    ],
+)
+def test_history_reasoning_reads_every_clients_key(message: dict[str, Any], expected: str) -> None:
+    assert history_reasoning({"role": "assistant", "content": "", **message}) == expected

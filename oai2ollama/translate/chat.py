@@ -46,6 +46,14 @@ _ROLES = {
 }
 
 
+# The answer's reasoning goes out under each name clients read it from: `reasoning_content` (the
+# openai SDKs' users, Continue, Cline, Roo Code, Zed) and `reasoning_text` (VS Code Copilot Chat's
+# custom OpenAI-compatible models, which read no other).
+REASONING_KEYS = ("reasoning_content", "reasoning_text")
+
+# Where clients put an assistant turn's reasoning when they send it back, in order of preference.
+_HISTORY_REASONING_KEYS = ("reasoning_content", "reasoning", "reasoning_text", "cot_summary")
+
 VISION = "vision"  # Ollama's capability for image input
 MAX_CHOICES = 8
 # Far above any real conversation (the body-size limit binds first for most), but a bound.
@@ -241,8 +249,8 @@ def convert_messages(
                     remote.append(RemoteImage(len(out), slot, url, param))
                 converted["images"].append(data)
         if mapped == "assistant":
-            thinking = message.get("reasoning_content", message.get("reasoning"))
-            if isinstance(thinking, str) and thinking:
+            thinking = history_reasoning(message)
+            if thinking:
                 converted["thinking"] = thinking
             calls = _history_calls(message, where, call_names)
             if calls:
@@ -251,6 +259,28 @@ def convert_messages(
             _tool_result(message, where, role, call_names, converted)
         out.append(converted)
     return out, remote
+
+
+def history_reasoning(message: dict[str, Any]) -> str:
+    """The reasoning a client sent back with an assistant turn: the first non-empty text among
+    the keys clients use, else the text of OpenRouter-style ``reasoning_details`` (Roo Code,
+    Continue). Anything that is not text (encrypted or signed reasoning) is left out."""
+    for key in _HISTORY_REASONING_KEYS:
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    details = message.get("reasoning_details")
+    if not isinstance(details, list):
+        return ""
+    texts = []
+    for detail in details:
+        if not isinstance(detail, dict):
+            continue
+        summary = detail.get("type") == "reasoning.summary"
+        text = detail.get("summary" if summary else "text")
+        if isinstance(text, str) and text:
+            texts.append(text)
+    return "".join(texts)
 
 
 # An image part: its base64 data, or the URL it must be fetched from, and its param path.
@@ -465,7 +495,8 @@ def choice(answer: dict[str, Any], index: int, plan: ToolPlan) -> dict[str, Any]
     }
     thinking = message.get("thinking")
     if thinking:
-        out_message["reasoning_content"] = thinking
+        for key in REASONING_KEYS:
+            out_message[key] = thinking
     for call in calls:
         del call["index"]
     if calls and plan.legacy:
@@ -550,7 +581,8 @@ class ChatStream(common.ChoiceStream):
             delta: dict[str, Any] = {}
             thinking = message.get("thinking")
             if thinking:
-                delta["reasoning_content"] = thinking
+                for key in REASONING_KEYS:
+                    delta[key] = thinking
             content = message.get("content")
             if content:
                 self._content(delta, content)
