@@ -30,8 +30,8 @@ from .state import (
     read_json,
 )
 from .store import ResponseStore
-from .translate import chat, common, completions, embeddings, models, responses
-from .translate.common import ChoiceStream, new_id
+from .translate import chat, completions, embeddings, models, responses
+from .translate.stream import ChoiceStream, new_id, usage, usage_from
 from .upstream import Ollama
 
 log = logging.getLogger("oai2ollama")
@@ -109,7 +109,7 @@ async def generate(
             if all(t.done for t in translators):
                 prompt = translators[0].usage["prompt_tokens"]
                 generated = sum(t.usage["completion_tokens"] for t in translators)
-                request[EXCHANGE].usage = common.usage(prompt, generated)
+                request[EXCHANGE].usage = usage(prompt, generated)
 
 
 async def stream_answer(
@@ -197,7 +197,7 @@ async def embeddings_handler(request: web.Request) -> web.Response:
         headers = truncation_warning(req.payload, req.text_chars, target)
         answer = await app[OLLAMA].post("/api/embed", req.payload, model=target)
     out = embeddings.response(answer, req)
-    request[EXCHANGE].usage = common.usage(out["usage"]["prompt_tokens"], 0)
+    request[EXCHANGE].usage = usage(out["usage"]["prompt_tokens"], 0)
     return json_response(out, headers=headers)
 
 
@@ -269,7 +269,7 @@ async def merged_streams(
                 yield item
         prompt = translators[0].usage["prompt_tokens"]
         generated = sum(t.usage["completion_tokens"] for t in translators)
-        yield translators[0].end(common.usage(prompt, generated))
+        yield translators[0].end(usage(prompt, generated))
     finally:
         for task in tasks:
             task.cancel()
@@ -322,7 +322,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             out = responses.response(answer, req, response_id, created_at)
             if req.store:
                 await store.put(exchange.tenant, out, req.items)
-            exchange.usage = common.usage_from(answer)
+            exchange.usage = usage_from(answer)
             return json_response(out, headers=headers)
         translator = responses.ResponsesStream(req, response_id, created_at)
         events = one_stream(ollama, "/api/chat", payload, target, translator)

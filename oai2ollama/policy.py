@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidRequest
-from .translate.common import RUNNER_OPTIONS, check_option
+from .translate.options import RUNNER_OPTIONS, check_option
 
 AUTO = "auto"
 DEFAULT_MAX_NUM_CTX = 32768

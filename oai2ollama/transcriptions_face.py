@@ -13,7 +13,8 @@ from aiohttp import BodyPartReader, web
 from .errors import InvalidRequest, PayloadTooLarge
 from .openai_face import one_stream, stream_answer
 from .state import CATALOG, EXCHANGE, LIMITER, OLLAMA, SETTINGS
-from .translate import audio, common, transcriptions
+from .translate import audio, transcriptions
+from .translate.stream import usage_from
 from .translate.transcriptions import MAX_FILE_BYTES, Upload
 
 log = logging.getLogger("oai2ollama")
@@ -38,7 +39,7 @@ async def create_transcription(request: web.Request) -> web.StreamResponse:
         if not req.stream:
             answer = await ollama.post("/api/chat", req.payload, model=target)
             body, content_type = transcriptions.render(req, answer)
-            exchange.usage = common.usage_from(answer)
+            exchange.usage = usage_from(answer)
             return web.Response(body=body, content_type=content_type, charset="utf-8")
         translator = transcriptions.TranscriptionStream(req)
         events = one_stream(ollama, "/api/chat", req.payload, target, translator)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from oai2ollama.errors import InvalidRequest
-from oai2ollama.translate.common import MAX_DEPTH, check_depth
+from oai2ollama.translate.validate import MAX_DEPTH, check_depth
 
 from .fake_ollama import FakeOllama
 

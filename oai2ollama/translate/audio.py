@@ -11,7 +11,7 @@ import struct
 from typing import Any
 
 from ..errors import InvalidRequest
-from .common import invalid_type
+from .validate import invalid_type
 
 FORMATS = ("wav", "mp3")
 

@@ -13,9 +13,11 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, from_ollama
-from . import audio, common, tools
-from .common import invalid_type, new_id
+from . import audio, tools, validate
+from .options import add_ollama_fields
+from .stream import ChoiceStream, new_id, usage
 from .tools import ToolPlan
+from .validate import invalid_type
 
 # Fields OpenAI accepts that have no Ollama counterpart and change nothing a local model can do.
 IGNORED_FIELDS = frozenset(
@@ -107,8 +109,8 @@ class ChatRequest:
 def parse_request(
     body: Any, *, allow_image_urls: bool = False, max_image_urls: int | None = None
 ) -> ChatRequest:
-    body = common.require_object(body)
-    model = common.require_str(body, "model")
+    body = validate.require_object(body)
+    model = validate.require_str(body, "model")
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequest(
@@ -129,10 +131,10 @@ def parse_request(
             code="invalid_value",
         )
 
-    stream = bool(common.optional_bool(body, "stream"))
-    include_usage = common.include_usage(body)
+    stream = bool(validate.optional_bool(body, "stream"))
+    include_usage = validate.include_usage(body)
 
-    n = common.optional_int(body, "n", 1) or 1
+    n = validate.optional_int(body, "n", 1) or 1
     if n > MAX_CHOICES:
         raise InvalidRequest(
             f"Invalid value for 'n': at most {MAX_CHOICES} choices per request "
@@ -157,10 +159,10 @@ def parse_request(
     payload: dict[str, Any] = {"model": model, "messages": converted, "stream": stream}
     if tool_plan.tools:
         payload["tools"] = tool_plan.tools
-    common.add_ollama_fields(payload, body, fmt=tool_plan.format)
-    if common.optional_bool(body, "logprobs"):
+    add_ollama_fields(payload, body, fmt=tool_plan.format)
+    if validate.optional_bool(body, "logprobs"):
         payload["logprobs"] = True
-        top = common.optional_int(body, "top_logprobs", 0, hi=20)
+        top = validate.optional_int(body, "top_logprobs", 0, hi=20)
         if top is not None:
             payload["top_logprobs"] = top
     elif body.get("top_logprobs") is not None:
@@ -382,7 +384,7 @@ def _history_calls(
     for here, fn, call_id in items:
         if not isinstance(fn, dict):
             raise invalid_type(here, "an object", fn)
-        name = common.require_str(fn, "name", f"{here}.name")
+        name = validate.require_str(fn, "name", f"{here}.name")
         converted: dict[str, Any] = {
             "function": {"name": name, "arguments": parse_arguments(fn.get("arguments"), here)}
         }
@@ -407,7 +409,7 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
         return {}
     param = f"{where}.arguments"
     if isinstance(arguments, dict):
-        common.check_depth(arguments, param)
+        validate.check_depth(arguments, param)
         return arguments
     if not isinstance(arguments, str):
         raise invalid_type(param, "a JSON string", arguments)
@@ -426,7 +428,7 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
             param=param,
             code="invalid_tool_arguments",
         )
-    common.check_depth(parsed, param)
+    validate.check_depth(parsed, param)
     return parsed
 
 
@@ -525,11 +527,11 @@ def completion(
         "created": created,
         "model": request.model,
         "choices": choices,
-        "usage": common.usage(prompt, generated),
+        "usage": usage(prompt, generated),
     }
 
 
-class ChatStream(common.ChoiceStream):
+class ChatStream(ChoiceStream):
     """Turns Ollama's NDJSON chat chunks into OpenAI ``chat.completion.chunk`` SSE events.
 
     A forced call gets the verdict the whole answer would get (:meth:`tools.ForcedCall.judge`),
@@ -538,7 +540,7 @@ class ChatStream(common.ChoiceStream):
     (:class:`tools.CallReader`). Then the arguments stream as they come.
     """
 
-    __slots__ = ("_buffer", "_calls", "_mode", "_pending", "_plan", "_reader", "_skip")
+    __slots__ = ("_calls", "_gate", "_pending", "_plan", "_skip")
 
     def __init__(
         self, completion_id: str, created: int, request: ChatRequest, index: int = 0
@@ -555,14 +557,9 @@ class ChatStream(common.ChoiceStream):
         )
         self._plan = request.tools
         self._calls = 0
-        self._buffer = ""  # what is held back until the verdict
         forced = request.tools.forced
-        # text; or for a forced call: hold (a named call's opening), read (a required call's
-        # JSON up to its first name), buffer (a named custom tool), then call or calls, or text
-        self._mode = "text" if forced is None else "hold" if forced.name else "read"
-        if forced is not None and forced.name in request.tools.custom:
-            self._mode = "buffer"  # its input is a string inside the JSON: sent whole
-        self._reader = tools.CallReader(forced) if self._mode == "read" else None
+        custom = forced is not None and forced.name in request.tools.custom
+        self._gate = tools.ContentGate(forced, custom)
         self._skip = False  # the reader's current call is beyond parallel_tool_calls: false
         self._pending: dict[str, Any] | None = None  # a custom tool's call being read
 
@@ -598,31 +595,15 @@ class ChatStream(common.ChoiceStream):
         return out
 
     def _content(self, delta: dict[str, Any], content: str) -> None:
-        if self._mode == "hold":
-            # A named forced call: wait for the opening that decides call or text.
-            self._buffer += content
-            verdict = tools.opening(self._buffer)
-            if verdict is None:
-                return
-            self._mode = "call" if verdict else "text"
-            content, self._buffer = self._buffer, ""
-        elif self._reader is not None and self._mode in ("read", "calls"):
-            events = self._reader.feed(content)
-            if self._mode == "read":
-                self._buffer += content
-                if self._reader.verdict is None:
-                    return
-                self._mode = "calls" if self._reader.verdict else "text"
-                content, self._buffer = self._buffer, ""
-            if self._mode == "calls":
-                self._reader_calls(delta, events)
-                return
-        if self._mode == "text":
-            delta["content"] = content
-        elif self._mode == "buffer":
-            self._buffer += content
+        routed = self._gate.route(content)
+        if routed is None:
+            return
+        if isinstance(routed, list):
+            self._reader_calls(delta, routed)
+        elif self._gate.mode == "text":
+            delta["content"] = routed
         else:
-            self._forced_fragment(delta, content)
+            self._forced_fragment(delta, routed)
 
     def _reader_calls(self, delta: dict[str, Any], events: list[tools.Event]) -> None:
         """A required call's reader events → tool-call deltas, one entry per call."""
@@ -683,17 +664,18 @@ class ChatStream(common.ChoiceStream):
     def _finish(self, chunk: dict[str, Any]) -> bytes:
         out = b""
         delta: dict[str, Any] = {}
-        if self._reader is not None and self._mode == "calls":
-            self._reader_calls(delta, self._reader.finish())
-        elif self._mode == "buffer" and self._plan.forced is not None:
-            judged = self._plan.forced.judge(self._buffer)
+        gate = self._gate
+        if gate.reader is not None and gate.mode == "calls":
+            self._reader_calls(delta, gate.reader.finish())
+        elif gate.mode == "buffer" and self._plan.forced is not None:
+            judged = self._plan.forced.judge(gate.buffer)
             if judged:
                 self._add_calls(delta, judged)
-            elif self._buffer:
-                delta["content"] = self._buffer
-        elif self._buffer:
+            elif gate.buffer:
+                delta["content"] = gate.buffer
+        elif gate.buffer:
             # The answer ended before its opening decided anything: it is text.
-            delta["content"] = self._buffer
+            delta["content"] = gate.buffer
         if delta:
             out = self._event(orjson.dumps(delta))
         reason = finish_reason(chunk.get("done_reason"), self._calls > 0, self._plan.legacy)

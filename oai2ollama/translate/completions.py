@@ -12,8 +12,10 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, from_ollama
-from . import common
-from .common import invalid_type
+from . import validate
+from .options import add_ollama_fields
+from .stream import ChoiceStream, usage
+from .validate import invalid_type
 
 MAX_CHOICES = 8
 MAX_TOTAL_CHOICES = 32
@@ -52,12 +54,12 @@ class CompletionRequest:
 
 
 def parse_request(body: Any) -> CompletionRequest:
-    body = common.require_object(body)
-    model = common.require_str(body, "model")
+    body = validate.require_object(body)
+    model = validate.require_str(body, "model")
     prompts = _prompts(body.get("prompt"))
-    stream = bool(common.optional_bool(body, "stream"))
-    include_usage = common.include_usage(body)
-    n = common.optional_int(body, "n", 1) or 1
+    stream = bool(validate.optional_bool(body, "stream"))
+    include_usage = validate.include_usage(body)
+    n = validate.optional_int(body, "n", 1) or 1
     if n > MAX_CHOICES or n * len(prompts) > MAX_TOTAL_CHOICES:
         raise InvalidRequest(
             f"Too many choices: at most {MAX_CHOICES} per prompt and {MAX_TOTAL_CHOICES} in all "
@@ -65,7 +67,7 @@ def parse_request(body: Any) -> CompletionRequest:
             param="n",
             code="invalid_value",
         )
-    best_of = common.optional_int(body, "best_of", 1)
+    best_of = validate.optional_int(body, "best_of", 1)
     if best_of is not None and best_of > n:
         raise InvalidRequest(
             "'best_of' greater than 'n' is not supported: Ollama cannot rank candidates.",
@@ -85,11 +87,11 @@ def parse_request(body: Any) -> CompletionRequest:
             if not isinstance(value, str):
                 raise invalid_type(key, "a string", value)
             payload[key] = value
-    raw = common.optional_bool(body, "raw")
+    raw = validate.optional_bool(body, "raw")
     if raw is not None:
         payload["raw"] = raw
-    common.add_ollama_fields(payload, body)
-    logprobs = common.optional_int(body, "logprobs", 0, hi=5)
+    add_ollama_fields(payload, body)
+    logprobs = validate.optional_int(body, "logprobs", 0, hi=5)
     if logprobs is not None:
         payload["logprobs"] = True
         payload["top_logprobs"] = logprobs
@@ -100,7 +102,7 @@ def parse_request(body: Any) -> CompletionRequest:
         payload=payload,
         prompts=tuple(prompts),
         n=n,
-        echo=bool(common.optional_bool(body, "echo")),
+        echo=bool(validate.optional_bool(body, "echo")),
         logprobs=logprobs,
     )
 
@@ -119,7 +121,7 @@ def _prompts(value: Any) -> list[str]:
     if not value:
         raise InvalidRequest("'prompt' must not be empty.", param="prompt", code="invalid_value")
     for i, item in enumerate(value):
-        if common.is_number(item) or isinstance(item, list):
+        if validate.is_number(item) or isinstance(item, list):
             raise InvalidRequest(TOKEN_IDS_FIX, param="prompt", code="unsupported_value")
         if not isinstance(item, str):
             raise invalid_type(f"prompt[{i}]", "a string", item)
@@ -180,11 +182,11 @@ def completion(
         "created": created,
         "model": request.model,
         "choices": choices,
-        "usage": common.usage(prompt_tokens, generated),
+        "usage": usage(prompt_tokens, generated),
     }
 
 
-class CompletionStream(common.ChoiceStream):
+class CompletionStream(ChoiceStream):
     """Turns Ollama's NDJSON generate chunks into ``text_completion`` SSE events."""
 
     __slots__ = ("_echo", "_logprobs", "_offset")

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest, UpstreamError
-from . import common
-from .common import invalid_type
+from . import validate
+from .options import add_ollama_fields
+from .validate import invalid_type
 
 TOKEN_IDS_FIX = (
     "Token-id input is not supported: Ollama embeds text with the model's own tokenizer. Send "
@@ -35,8 +36,8 @@ class EmbeddingRequest:
 
 
 def parse_request(body: Any) -> EmbeddingRequest:
-    body = common.require_object(body)
-    model = common.require_str(body, "model")
+    body = validate.require_object(body)
+    model = validate.require_str(body, "model")
     inputs = _inputs(body.get("input"))
     encoding = body.get("encoding_format")
     if encoding is None:
@@ -48,14 +49,14 @@ def parse_request(body: Any) -> EmbeddingRequest:
             param="encoding_format",
             code="invalid_value",
         )
-    dimensions = common.optional_int(body, "dimensions", 1)
+    dimensions = validate.optional_int(body, "dimensions", 1)
     payload: dict[str, Any] = {"model": model, "input": inputs}
     if dimensions is not None:
         payload["dimensions"] = dimensions
-    truncate = common.optional_bool(body, "truncate")
+    truncate = validate.optional_bool(body, "truncate")
     if truncate is not None:
         payload["truncate"] = truncate
-    common.add_ollama_fields(payload, body, generation=False)
+    add_ollama_fields(payload, body, generation=False)
     return EmbeddingRequest(
         model=model,
         payload=payload,
@@ -84,7 +85,7 @@ def _inputs(value: Any) -> str | list[str]:
                 raise InvalidRequest(
                     f"'input[{i}]' must not be empty.", param="input", code="invalid_value"
                 )
-        elif common.is_number(item) or isinstance(item, list):
+        elif validate.is_number(item) or isinstance(item, list):
             raise InvalidRequest(TOKEN_IDS_FIX, param="input", code="unsupported_value")
         else:
             raise invalid_type(f"input[{i}]", "a string", item)

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from .common import usage
 from .models import context_length_of, entries, entry_for
+from .stream import usage
 
 # In ``/api/show``'s ``model_info``: the model's trained context length, wherever this server
 # reports the ``num_ctx`` it sends under ``<arch>.context_length``.

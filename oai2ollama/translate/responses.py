@@ -16,8 +16,11 @@ from typing import Any
 import orjson
 
 from ..errors import APIError, InvalidRequest, from_ollama
-from . import chat, common, responses_tools, tools
-from .common import invalid_type, new_id
+from . import chat, responses_tools, tools, validate
+from .options import TOP_LEVEL_OPTIONS
+from .stream import new_id, usage_from
+from .stream import usage as chat_usage
+from .validate import invalid_type
 
 # Responses fields that a local, stateless model cannot honour and a client may rely on.
 REFUSED = {
@@ -26,16 +29,16 @@ REFUSED = {
     "prompt": "Stored prompt templates are not available here; send the input itself.",
 }
 # Ollama's own fields, passed through as in chat.
-PASSED = {"options", "keep_alive", "think", "format", *common.TOP_LEVEL_OPTIONS}
+PASSED = {"options", "keep_alive", "think", "format", *TOP_LEVEL_OPTIONS}
 # Fields the response object repeats as the client sent them, and the input the store keeps,
 # with how deep each may nest: a field that holds schemas or arguments (held to MAX_DEPTH
 # themselves) gets room for the levels around them.
-_AROUND = common.MAX_DEPTH + 10
+_AROUND = validate.MAX_DEPTH + 10
 ECHOED = {
-    "metadata": common.MAX_DEPTH,
-    "user": common.MAX_DEPTH,
-    "reasoning": common.MAX_DEPTH,
-    "tool_choice": common.MAX_DEPTH,
+    "metadata": validate.MAX_DEPTH,
+    "user": validate.MAX_DEPTH,
+    "reasoning": validate.MAX_DEPTH,
+    "tool_choice": validate.MAX_DEPTH,
     "text": _AROUND,
     "tools": _AROUND,
     "input": _AROUND,
@@ -79,11 +82,11 @@ def parse_request(
     refuse_hosted_tools: bool = False,
 ) -> ResponsesRequest:
     """``history``: the stored input and output of ``previous_response_id``, if any."""
-    body = common.require_object(body)
+    body = validate.require_object(body)
     for key, why in REFUSED.items():
         if body.get(key):
             raise InvalidRequest(why, param=key, code="unsupported_value")
-    store = common.optional_bool(body, "store")
+    store = validate.optional_bool(body, "store")
     previous = body.get("previous_response_id")
     if previous is not None and not isinstance(previous, str):
         raise invalid_type("previous_response_id", "a string", previous)
@@ -107,7 +110,7 @@ def parse_request(
         raise
     # What the response echoes (and the store keeps) must be writable too.
     for key, limit in ECHOED.items():
-        common.check_depth(body.get(key), key, limit)
+        validate.check_depth(body.get(key), key, limit)
     return ResponsesRequest(
         chat=request,
         body=body,
@@ -186,7 +189,7 @@ def to_response_format(fmt: Any) -> dict[str, Any]:
     if not isinstance(fmt, dict):
         raise invalid_type("text.format", "an object", fmt)
     if fmt.get("type") == "json_schema":
-        common.check_depth(fmt.get("schema"), "text.format.schema")
+        validate.check_depth(fmt.get("schema"), "text.format.schema")
         return {
             "type": "json_schema",
             "json_schema": {"name": fmt.get("name"), "schema": fmt.get("schema")},
@@ -442,26 +445,20 @@ class ResponsesStream:
     final: dict[str, Any] | None = None
     _sequence: int = 0
     _open: _Open | None = None
-    _buffer: str = ""
     _calls: int = 0
-    # text; or for a forced call: hold (a named call's opening), read (a required call's JSON
-    # up to its first name), buffer (a named custom tool), then call or calls, or text
-    _mode: str = "text"
-    _reader: tools.CallReader | None = None
+    _gate: tools.ContentGate = field(init=False)
     _pending: dict[str, Any] | None = None  # a custom tool's call, until its JSON is complete
     _skip: bool = False  # the reader's current call is beyond parallel_tool_calls: false
-    usage: dict[str, int] = field(default_factory=lambda: common.usage(0, 0))
+    usage: dict[str, int] = field(default_factory=lambda: chat_usage(0, 0))
 
     def __post_init__(self) -> None:
         forced = self.request.chat.tools.forced
-        if forced is None:
-            return
-        if forced.name is None:
-            self._mode, self._reader = "read", tools.CallReader(forced)
-        elif self.request.tools.ref(forced.name).kind == "custom":
-            self._mode = "buffer"
-        else:
-            self._mode = "hold"
+        custom = (
+            forced is not None
+            and forced.name is not None
+            and self.request.tools.ref(forced.name).kind == "custom"
+        )
+        self._gate = tools.ContentGate(forced, custom)
 
     def _event(self, kind: str, **data: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._sequence, **data}
@@ -591,34 +588,19 @@ class ResponsesStream:
 
     def _content(self, content: str) -> bytes:
         forced = self.request.chat.tools.forced
-        if self._mode == "hold":
-            self._buffer += content
-            verdict = tools.opening(self._buffer)
-            if verdict is None:
-                return b""
-            self._mode = "call" if verdict else "text"
-            content, self._buffer = self._buffer, ""
-        elif self._reader is not None and self._mode in ("read", "calls"):
-            events = self._reader.feed(content)
-            if self._mode == "read":
-                self._buffer += content
-                if self._reader.verdict is None:
-                    return b""
-                self._mode = "calls" if self._reader.verdict else "text"
-                content, self._buffer = self._buffer, ""
-            if self._mode == "calls":
-                return self._reader_calls(events)
-        if self._mode == "text":
-            return self._delta("message", content)
-        if self._mode == "buffer":
-            self._buffer += content
+        routed = self._gate.route(content)
+        if routed is None:
             return b""
+        if isinstance(routed, list):
+            return self._reader_calls(routed)
+        if self._gate.mode == "text":
+            return self._delta("message", routed)
         out = b""
         if self._calls == 0 and forced is not None and forced.name:
             self._calls = 1
             call = {"function": {"name": forced.name, "arguments": ""}}
             out = self._begin(call_item(call, self.request.tools, status="in_progress"))
-        return out + self._delta("function_call", content)
+        return out + self._delta("function_call", routed)
 
     def _reader_calls(self, events: list[tools.Event]) -> bytes:
         """A required call's reader events → call items, streamed (a custom tool's whole)."""
@@ -651,16 +633,17 @@ class ResponsesStream:
     def _finish(self, chunk: dict[str, Any]) -> bytes:
         out = b""
         forced = self.request.chat.tools.forced
-        if self._reader is not None and self._mode == "calls":
-            out += self._reader_calls(self._reader.finish())
-        elif self._buffer:
+        gate = self._gate
+        if gate.reader is not None and gate.mode == "calls":
+            out += self._reader_calls(gate.reader.finish())
+        elif gate.buffer:
             # Held back: a custom tool's call judged on the whole answer, or the first
             # characters of an answer that ended before its opening decided anything.
-            judged = forced.judge(self._buffer) if forced and self._mode == "buffer" else None
-            out += self._whole_calls(judged) if judged else self._delta("message", self._buffer)
+            judged = forced.judge(gate.buffer) if forced and gate.mode == "buffer" else None
+            out += self._whole_calls(judged) if judged else self._delta("message", gate.buffer)
         out += self._close()
         self.done = True
-        self.usage = common.usage_from(chunk)
+        self.usage = usage_from(chunk)
         incomplete = chunk.get("done_reason") == "length"
         self.final = self._snapshot(
             "incomplete" if incomplete else "completed",

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from . import tools
-from .common import invalid_type
+from .validate import invalid_type
 
 # Tool types whose calls the client runs itself, and so can come from a local model.
 CALLABLE = ("function", "custom")

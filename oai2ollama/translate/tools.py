@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest
-from . import common
-from .common import invalid_type, new_id
+from . import validate
+from .stream import new_id
+from .validate import invalid_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +339,53 @@ class CallReader:
         self._events.append(("end",))
 
 
+class ContentGate:
+    """Where a stream's content goes while a forced call's verdict is pending, so that chat and
+    the Responses API hold back the same characters and reach the same verdict.
+
+    ``mode``: text; or for a forced call: hold (a named call's opening), read (a required call's
+    JSON up to its first name), buffer (a named custom tool, whose input is a string inside the
+    JSON: sent whole at the end), then call or calls, or text.
+    """
+
+    __slots__ = ("buffer", "mode", "reader")
+
+    def __init__(self, forced: ForcedCall | None, custom: bool) -> None:
+        self.buffer = ""  # what is held back until the verdict
+        if forced is None:
+            self.mode = "text"
+        elif forced.name is None:
+            self.mode = "read"
+        else:
+            self.mode = "buffer" if custom else "hold"
+        self.reader = CallReader(forced) if forced is not None and self.mode == "read" else None
+
+    def route(self, content: str) -> str | list[Event] | None:
+        """None while held back; the reader's events once the answer is calls; else the text
+        now due, to go out as ``mode`` says (``text``, or ``call``: a named call's arguments)."""
+        if self.mode == "hold":
+            self.buffer += content
+            verdict = opening(self.buffer)
+            if verdict is None:
+                return None
+            self.mode = "call" if verdict else "text"
+            content, self.buffer = self.buffer, ""
+        elif self.reader is not None and self.mode in ("read", "calls"):
+            events = self.reader.feed(content)
+            if self.mode == "read":
+                self.buffer += content
+                if self.reader.verdict is None:
+                    return None
+                self.mode = "calls" if self.reader.verdict else "text"
+                content, self.buffer = self.buffer, ""
+            if self.mode == "calls":
+                return events
+        if self.mode == "buffer":
+            self.buffer += content
+            return None
+        return content
+
+
 @dataclass(frozen=True, slots=True)
 class ToolPlan:
     tools: list[dict[str, Any]]  # what Ollama gets as `tools`
@@ -416,7 +464,7 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
             if kind == "custom":
                 tools.append(_custom(fn, where))
                 continue
-        out: dict[str, Any] = {"name": common.require_str(fn, "name", f"{where}.name")}
+        out: dict[str, Any] = {"name": validate.require_str(fn, "name", f"{where}.name")}
         description = fn.get("description")
         if description is not None:
             if not isinstance(description, str):
@@ -426,14 +474,14 @@ def definitions(raw: Any, param: str, legacy: bool) -> list[dict[str, Any]]:
         if params is not None:
             if not isinstance(params, dict):
                 raise invalid_type(f"{where}.parameters", "an object", params)
-            common.check_depth(params, f"{where}.parameters")
+            validate.check_depth(params, f"{where}.parameters")
             out["parameters"] = params
         tools.append({"type": "function", "function": out})
     return tools
 
 
 def _custom(tool: dict[str, Any], where: str) -> dict[str, Any]:
-    name = common.require_str(tool, "name", f"{where}.name")
+    name = validate.require_str(tool, "name", f"{where}.name")
     description = tool.get("description") or ""
     if not isinstance(description, str):
         raise invalid_type(f"{where}.description", "a string", description)
@@ -455,7 +503,7 @@ def plan(body: dict[str, Any]) -> ToolPlan:
     custom = frozenset(
         t["custom"]["name"] for t in body.get("tools") or [] if t.get("type") == "custom"
     )
-    parallel = common.optional_bool(body, "parallel_tool_calls")
+    parallel = validate.optional_bool(body, "parallel_tool_calls")
     single = parallel is False or legacy  # legacy function calling answers one call
 
     mode, name = _choice(choice, choice_param, legacy)

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest, from_ollama
-from . import audio, common
+from . import audio
+from .stream import usage, usage_from
 
 # OpenAI's limit on the uploaded file.
 MAX_FILE_BYTES = 25 * 1024 * 1024
@@ -273,7 +274,7 @@ def render(request: TranscriptionRequest, answer: Mapping[str, Any]) -> tuple[by
             "usage": {"type": "duration", "seconds": request.duration},
         }
     else:
-        usage = common.usage_from(answer)
+        usage = usage_from(answer)
         out = {
             "text": text,
             "usage": token_usage(usage["prompt_tokens"], usage["completion_tokens"]),
@@ -292,7 +293,7 @@ class TranscriptionStream:
         self._parts: list[str] = []
         self._all_logprobs: list[dict[str, Any]] = []
         self.done = False
-        self.usage = common.usage(0, 0)
+        self.usage = usage(0, 0)
 
     def start(self) -> bytes:
         return b""
@@ -321,7 +322,7 @@ class TranscriptionStream:
             self._all_logprobs += logprobs_out(chunk.get("logprobs"))
         if chunk.get("done"):
             self.done = True
-            self.usage = common.usage_from(chunk)
+            self.usage = usage_from(chunk)
             done: dict[str, Any] = {"type": "transcript.text.done", "text": "".join(self._parts)}
             done["text"] = done["text"].strip()
             if self._logprobs:

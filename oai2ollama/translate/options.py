@@ -1,17 +1,16 @@
-"""Rules shared by every OpenAI surface: field validation and the mapping of sampling parameters.
+"""The request fields that become Ollama's own: ``options``, ``keep_alive``, ``format``, ``think``.
 
-Everything here is pure: plain dicts in, plain dicts out, :class:`InvalidRequest` for bad input.
+Only what the client set is passed on, checked against the type Ollama demands, so a wrong type is
+a 400 naming the field rather than Ollama's 500.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from ..errors import InvalidRequest
+from .validate import check_depth, invalid_type, is_number, optional_int, optional_number
 
 # Ollama's `options` and the JSON type each one must have. A wrong type makes Ollama answer
 # 500 while loading the model; checking here turns that into a 400 that names the field.
@@ -63,152 +62,6 @@ TOP_LEVEL_OPTIONS = frozenset(OPTION_TYPES) - {
 }
 
 THINK_LEVELS = frozenset({"low", "medium", "high", "max"})
-
-
-def new_id(prefix: str) -> str:
-    """A unique, unguessable id such as ``chatcmpl-3f9a…`` (Ollama's own layer repeats ids)."""
-    return prefix + secrets.token_hex(12)
-
-
-def type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
-    return InvalidRequest(
-        f"Invalid type for '{param}': expected {expected}, but got {type_name(value)}.",
-        param=param,
-        code="invalid_type",
-    )
-
-
-# orjson writes at most 254 levels of nesting (and reads 1024). A client's value lands less than
-# ten levels down in what is sent to Ollama or answered, so this leaves room for the envelope.
-WRITABLE_DEPTH = 254
-MAX_DEPTH = 200
-
-
-def check_depth(value: Any, param: str, limit: int = MAX_DEPTH) -> None:
-    """Refuse a value nested deeper than ``limit`` containers: it could be read but not written
-    back. orjson measures, in C: a value with no more brackets than ``limit`` cannot be deeper
-    (the common case, one serialisation); otherwise it is written again wrapped so that orjson's
-    own limit falls at ``limit``."""
-    if not isinstance(value, dict | list):
-        return
-    try:
-        raw = orjson.dumps(value)
-        if raw.count(b"{") + raw.count(b"[") <= limit:
-            return
-        wrapped: Any = value
-        for _ in range(WRITABLE_DEPTH - limit):
-            wrapped = [wrapped]
-        orjson.dumps(wrapped)
-    except orjson.JSONEncodeError as exc:
-        if "ecursion" not in str(exc):
-            raise
-        raise InvalidRequest(
-            f"Invalid value for '{param}': JSON nested more than {limit} levels deep is not "
-            "accepted.",
-            param=param,
-            code="nested_too_deep",
-        ) from None
-
-
-def require_object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidRequest(
-            f"The request body must be a JSON object, not {type_name(body)}.", code="invalid_body"
-        )
-    return body
-
-
-def require_str(body: Mapping[str, Any], key: str, param: str | None = None) -> str:
-    value = body.get(key)
-    param = param or key
-    if value is None:
-        raise InvalidRequest(
-            f"Missing required parameter: '{param}'.",
-            param=param,
-            code="missing_required_parameter",
-        )
-    if not isinstance(value, str):
-        raise invalid_type(param, "a string", value)
-    if not value:
-        raise InvalidRequest(f"'{param}' must not be empty.", param=param, code="invalid_value")
-    return value
-
-
-def optional_bool(body: Mapping[str, Any], key: str, param: str | None = None) -> bool | None:
-    value = body.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    raise invalid_type(param or key, "a boolean", value)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def optional_number(
-    body: Mapping[str, Any],
-    key: str,
-    lo: float | None = None,
-    hi: float | None = None,
-    param: str | None = None,
-) -> float | int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    param = param or key
-    if not is_number(value):
-        raise invalid_type(param, "a number", value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise InvalidRequest(
-            f"Invalid value for '{param}': {value} is not between {lo:g} and {hi:g}.",
-            param=param,
-            code="invalid_value",
-        )
-    return value
-
-
-def optional_int(
-    body: Mapping[str, Any],
-    key: str,
-    lo: int | None = None,
-    param: str | None = None,
-    hi: int | None = None,
-) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    param = param or key
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise invalid_type(param, "an integer", value)
-    if lo is not None and value < lo:
-        raise InvalidRequest(
-            f"Invalid value for '{param}': {value} is less than the minimum of {lo}.",
-            param=param,
-            code="invalid_value",
-        )
-    if hi is not None and value > hi:
-        raise InvalidRequest(
-            f"Invalid value for '{param}': {value} is more than the maximum of {hi}.",
-            param=param,
-            code="invalid_value",
-        )
-    return value
 
 
 def stop_list(value: Any, param: str = "stop") -> list[str] | None:
@@ -366,16 +219,6 @@ def keep_alive(body: Mapping[str, Any]) -> str | int | float | None:
     raise invalid_type("keep_alive", "a duration string or a number of seconds", value)
 
 
-def include_usage(body: Mapping[str, Any]) -> bool:
-    """``stream_options.include_usage``: whether a stream ends with a usage chunk."""
-    stream_options = body.get("stream_options")
-    if stream_options is None:
-        return False
-    if not isinstance(stream_options, dict):
-        raise invalid_type("stream_options", "an object", stream_options)
-    return bool(optional_bool(stream_options, "include_usage", "stream_options.include_usage"))
-
-
 def add_ollama_fields(
     payload: dict[str, Any],
     body: Mapping[str, Any],
@@ -399,83 +242,3 @@ def add_ollama_fields(
     think = reasoning_to_think(body)
     if think is not None:
         payload["think"] = think
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def usage_from(answer: Mapping[str, Any]) -> dict[str, int]:
-    """Ollama omits zero counters (``omitempty``), so a missing one is 0."""
-    return usage(answer.get("prompt_eval_count") or 0, answer.get("eval_count") or 0)
-
-
-class ChoiceStream:
-    """The SSE framing shared by streamed chat and text completions, for one choice.
-
-    The parts every event shares (id, object, created, model, index) are serialised once; an
-    event then costs one join of bytes around the choice's new value.
-    """
-
-    __slots__ = ("_close", "_head", "_open", "_plain", "_solo", "done", "include_usage", "usage")
-
-    def __init__(
-        self,
-        *,
-        completion_id: str,
-        obj: str,
-        created: int,
-        model: str,
-        index: int,
-        key: str,
-        include_usage: bool,
-        solo: bool,
-    ) -> None:
-        head = orjson.dumps(
-            {"id": completion_id, "object": obj, "created": created, "model": model}
-        )
-        self._head = b"data: " + head[:-1] + b',"choices":'
-        self._open = self._head + b'[{"index":%d,"%s":' % (index, key.encode())
-        self.include_usage = include_usage
-        self._close = b"}]" + (b',"usage":null}\n\n' if include_usage else b"}\n\n")
-        self._plain = b',"logprobs":null,"finish_reason":null' + self._close
-        self._solo = solo  # a single choice: this stream also writes the end
-        self.done = False
-        self.usage = usage(0, 0)
-
-    def _event(
-        self, value: bytes, finish: str | None = None, logprobs: bytes | None = None
-    ) -> bytes:
-        if finish is None and logprobs is None:
-            return self._open + value + self._plain  # the common case: one delta
-        fr = b"null" if finish is None else b'"' + finish.encode() + b'"'
-        return (
-            self._open
-            + value
-            + b',"logprobs":'
-            + (logprobs or b"null")
-            + b',"finish_reason":'
-            + fr
-            + self._close
-        )
-
-    def end(self, total: dict[str, int]) -> bytes:
-        """The close of the whole stream: the usage chunk if asked for, then ``[DONE]``."""
-        out = b"data: [DONE]\n\n"
-        if self.include_usage:
-            out = self._head + b'[],"usage":' + orjson.dumps(total) + b"}\n\n" + out
-        return out
-
-    def _finished(self, chunk: dict[str, Any], finish: str) -> bytes:
-        self.done = True
-        self.usage = usage_from(chunk)
-        out = self._event(self._empty, finish)
-        if self._solo:
-            out += self.end(self.usage)
-        return out
-
-    _empty = b"{}"
