@@ -53,10 +53,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @dataclass
+class Replicas:
+    addresses: list[str]  # host:port of each replica, as nginx's $upstream_addr names them
+    logs: list[Path]  # each replica's standard error: its log
+
+
+@dataclass
 class Proxy:
     url: str  # nginx's /v1
     replicas: list[str]  # host:port of each replica, as nginx's $upstream_addr names them
     access_log: Path
+    replica_logs: list[Path]
 
     def log_lines(self) -> list[str]:
         return self.access_log.read_text().splitlines() if self.access_log.exists() else []
@@ -65,7 +72,7 @@ class Proxy:
 @pytest.fixture(scope="module")
 def replicas(
     _fake_server: FakeOllama, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[str]]:
+) -> Iterator[Replicas]:
     assert SCRIPT, "the oai2ollama console script is not installed"
     logs = tmp_path_factory.mktemp("replicas")
     procs: list[subprocess.Popen[bytes]] = []
@@ -85,6 +92,8 @@ def replicas(
                     str(KEEPALIVE),
                     "--responses-store",
                     redis_server.url(5),
+                    "--trusted-proxy",
+                    "127.0.0.1",
                 ],
                 stdout=subprocess.PIPE,
                 stderr=(logs / f"replica{i}.log").open("wb"),
@@ -100,7 +109,7 @@ def replicas(
             warm.chat.completions.create(
                 model="llama3.2", messages=[{"role": "user", "content": "hi"}]
             )
-        yield addresses
+        yield Replicas(addresses, [logs / f"replica{i}.log" for i in range(2)])
     finally:
         for proc in procs:
             stop(proc)
@@ -139,7 +148,7 @@ http {{
 
 
 @pytest.fixture(scope="module")
-def proxy(replicas: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def proxy(replicas: Replicas, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     nginx = find_nginx()
     if nginx is None:
         if os.environ.get("CI"):
@@ -147,7 +156,7 @@ def proxy(replicas: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iter
         pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
     tmp = tmp_path_factory.mktemp("nginx")
     port = free_port()
-    conf = nginx_conf(tmp, port, replicas)
+    conf = nginx_conf(tmp, port, replicas.addresses)
     error_log = tmp / "error.log"
     proc = subprocess.Popen(
         [nginx, "-p", str(tmp), "-c", str(conf), "-e", str(error_log)],
@@ -166,7 +175,9 @@ def proxy(replicas: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iter
                 break
             assert time.monotonic() < deadline, "nginx did not start listening"
             time.sleep(0.05)
-        yield Proxy(f"http://127.0.0.1:{port}/v1", replicas, tmp / "access.log")
+        yield Proxy(
+            f"http://127.0.0.1:{port}/v1", replicas.addresses, tmp / "access.log", replicas.logs
+        )
     finally:
         stop(proc)
 
@@ -199,6 +210,43 @@ def test_requests_alternate_between_the_replicas(proxy: Proxy, ollama: FakeOllam
     upstreams = [line.split()[2] for line in lines]
     assert set(upstreams) == set(proxy.replicas)
     assert all(a != b for a, b in itertools.pairwise(upstreams)), upstreams
+
+
+def test_the_replicas_log_the_client_nginx_names_and_keep_the_request_id(
+    proxy: Proxy, ollama: FakeOllama
+) -> None:
+    """With --trusted-proxy naming nginx's address, a replica's access log names the client from
+    X-Forwarded-For. (On one machine the test client has nginx's address too, so the address it
+    claims in its own X-Forwarded-For is believed; a real client's would not be.)"""
+    host, port = proxy.url.removeprefix("http://").removesuffix("/v1").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request(
+        "GET",
+        "/v1/models",
+        headers={
+            "Authorization": f"Bearer {KEY}",
+            "X-Forwarded-For": "203.0.113.9",
+            "X-Request-Id": "through-nginx-1",
+        },
+    )
+    answer = conn.getresponse()
+    answer.read()
+    assert answer.status == 200
+    assert answer.getheader("X-Request-Id") == "through-nginx-1"
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [
+            line
+            for path in proxy.replica_logs
+            for line in path.read_text().splitlines()
+            if "id=through-nginx-1" in line
+        ]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(lines) == 1, lines
+    assert "GET /v1/models" in lines[0]
+    assert "client=203.0.113.9" in lines[0]
 
 
 def test_a_conversation_continues_on_the_other_replica(proxy: Proxy, ollama: FakeOllama) -> None:
