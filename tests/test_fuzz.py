@@ -161,10 +161,16 @@ def call(url: str, method: str, path: str, body: bytes, headers: dict[str, str])
         assert isinstance(error["message"], str)
         assert error["message"]
     elif content_type.startswith("text/event-stream"):
-        events = [e for e in data.split(b"\n\n") if e and not e.startswith(b":")]
+        # Chat streams are bare ``data:`` events; Responses streams name each event first.
+        events = [
+            e.split(b"\n", 1)[-1] if e.startswith(b"event: ") else e
+            for e in data.split(b"\n\n")
+            if e and not e.startswith(b":")
+        ]
         assert all(e.startswith(b"data: ") for e in events)
         last = events[-1]
-        assert last == b"data: [DONE]" or b'"error"' in last, last[:300]
+        ended = (b"data: [DONE]", b'"response.completed"', b'"response.incomplete"', b'"error"')
+        assert last == ended[0] or any(mark in last for mark in ended[1:]), last[:300]
     else:
         orjson.loads(data)
 
