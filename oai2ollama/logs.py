@@ -48,6 +48,12 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
+    # No record here reports its source line, thread or process: skip finding them, which is a
+    # good part of the cost of an access-log line (logging's documented optimisation switches).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -13,12 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from .config import Settings
 from .errors import APIError, PermissionDenied, ShuttingDown, Unauthorized, from_http_status
 from .exchange import CURRENT, client_address
+from .metrics import Metrics
 from .protocol import REQUEST_ID, new_request_id
 from .state import (
     EXCHANGE,
-    IN_FLIGHT,
     METRICS,
     SETTINGS,
     Exchange,
@@ -46,20 +47,6 @@ DISCOVERY_ROUTES = frozenset(
 )
 
 EXPOSED_HEADERS = "X-Oai2ollama-Warning, Retry-After, X-Request-Id"
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except APIError as err:
-        return _render(request, err)
-    except web.HTTPException as exc:
-        return _render(request, _from_http_exception(request, exc))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        err = APIError("The server had an error while processing your request.")
-        return _render(request, err, counted=False)
 
 
 def _render(request: web.Request, err: APIError, *, counted: bool = True) -> web.Response:
@@ -188,55 +175,66 @@ def _valid_request_id(value: str) -> bool:
     return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
 
 
-@web.middleware
-async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The request's id, metrics and the access log: one line per request, with model, status,
-    time and tokens. Outermost, so it sees every answer, errors included."""
-    started = time.perf_counter()
-    request_id = request.headers.get(REQUEST_ID)
-    if request_id is None or not _valid_request_id(request_id):
-        request_id = new_request_id()
-    task = asyncio.current_task()
-    exchange = request[EXCHANGE] = Exchange(started, request_id, task)
-    CURRENT.set(weakref.ref(request))
-    app = request.app
-    in_flight = app[IN_FLIGHT]
-    in_flight.add(exchange)
-    status = 499  # the client went away unless we learn otherwise
-    try:
+def observe_middleware(
+    settings: Settings, metrics: Metrics, in_flight: set[Exchange]
+) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+    """The outermost middleware: the request's id and record, every failure rendered as its
+    face's error object, the metrics and the access log (one line per request, with model,
+    status, time and tokens). One layer rather than several, built once with what it needs, as
+    it runs on every request."""
+    access_log = settings.access_log
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request.headers.get(REQUEST_ID)
+        if request_id is None or not _valid_request_id(request_id):
+            request_id = new_request_id()
+        task = asyncio.current_task()
+        exchange = request[EXCHANGE] = Exchange(started, request_id, task)
+        CURRENT.set(weakref.ref(request))
+        in_flight.add(exchange)
+        status = 499  # the client went away unless we learn otherwise
         try:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except APIError as err:
+                response = _render(request, err)
+            except web.HTTPException as exc:
+                response = _render(request, _from_http_exception(request, exc))
+            except asyncio.CancelledError:
+                if not exchange.stopping or task is None:
+                    raise
+                task.uncancel()  # cancelled by shutdown, not by the client: tell it
+                err = ShuttingDown("The server is shutting down; retry the request.")
+                response = _render(request, err, counted=False)
+            except Exception:
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                err = APIError("The server had an error while processing your request.")
+                response = _render(request, err, counted=False)
+            status = exchange.status or response.status
+            if not response.prepared:
+                response.headers[REQUEST_ID] = request_id
+            return response
         except asyncio.CancelledError:
-            if not exchange.stopping or task is None:
-                raise
-            task.uncancel()  # cancelled by shutdown, not by the client: tell it
-            err = ShuttingDown("The server is shutting down; retry the request.")
-            exchange.error = err.code
-            shape = ollama_error_response if ollama_path(request.path) else error_response
-            response = shape(err)
-        status = exchange.status or response.status
-        if not response.prepared:
-            response.headers[REQUEST_ID] = request_id
-        return response
-    except asyncio.CancelledError:
-        if exchange.status is not None:  # a stream ended by shutdown, with an error event
-            status = exchange.status
-        raise
-    finally:
-        in_flight.discard(exchange)
-        exchange.task = None
-        elapsed = time.perf_counter() - started
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unknown"
-        model = exchange.model
-        usage = exchange.usage
-        metrics = app[METRICS]
-        label = metrics.model_label(model, exchange.target, status)
-        metrics.request(route, label, status, elapsed)
-        if usage:
-            metrics.usage(label, usage["prompt_tokens"], usage["completion_tokens"])
-        if app[SETTINGS].access_log and access.isEnabledFor(logging.INFO):
-            _access_line(request, exchange, status, elapsed)
+            if exchange.status is not None:  # a stream ended by shutdown, with an error event
+                status = exchange.status
+            raise
+        finally:
+            in_flight.discard(exchange)
+            exchange.task = None
+            elapsed = time.perf_counter() - started
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unknown"
+            usage = exchange.usage
+            label = metrics.model_label(exchange.model, exchange.target, status)
+            metrics.request(route, label, status, elapsed)
+            if usage:
+                metrics.usage(label, usage["prompt_tokens"], usage["completion_tokens"])
+            if access_log and access.isEnabledFor(logging.INFO):
+                _access_line(request, exchange, status, elapsed)
+
+    return observe
 
 
 def _access_line(request: web.Request, exchange: Exchange, status: int, elapsed: float) -> None:

@@ -62,7 +62,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         max_image_urls=settings.max_image_urls,
     )
     request[EXCHANGE].model = req.model
-    await request.app[CATALOG].require(req.model, req.needs)
+    if req.needs:
+        await request.app[CATALOG].require(req.model, req.needs)
     return await generate(request, CHAT, req, req.text_chars)
 
 
@@ -216,16 +217,19 @@ async def translate(
 ) -> AsyncIterator[bytes]:
     """Each line is translated as it arrives; the events of one network read go out as one
     write."""
+    feed = translator.feed
     async for batch in batches:
-        events = b""
+        events: list[bytes] = []
         try:
             for line in batch:
-                if not translator.done:
-                    events += translator.feed(line)
+                if translator.done:
+                    break
+                events.append(feed(line))
         finally:
             # What was translated before a failing line still goes out, ahead of the error.
-            if events:
-                yield events
+            data = b"".join(events)
+            if data:
+                yield data
     if not translator.done:
         raise UpstreamError("Ollama ended the stream before the answer was complete.")
 

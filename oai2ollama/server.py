@@ -18,7 +18,7 @@ from . import __version__, ollama_face, openai_face, sse, transcriptions_face
 from .catalog import Catalog
 from .config import Settings
 from .errors import APIError, ShuttingDown
-from .exchange import TRUSTED_PROXIES, parse_networks
+from .exchange import TRUSTED_PROXIES, Exchange, parse_networks
 from .images import ImageFetcher
 from .limiter import Limiter
 from .metrics import Metrics
@@ -27,7 +27,6 @@ from .middlewares import (
     auth_middleware,
     cors_headers,
     cors_middleware,
-    error_middleware,
     observe_middleware,
 )
 from .protocol import EdgeRunner
@@ -86,17 +85,19 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    middlewares: list[Any] = [observe_middleware]
+    # The chain is built from the settings: a middleware that would do nothing is left out.
+    metrics = Metrics(settings.policy)
+    in_flight: set[Exchange] = set()
+    middlewares: list[Any] = [observe_middleware(settings, metrics, in_flight)]
     if settings.cors_origins:
         middlewares.append(cors_middleware(settings.cors_origins))
-    middlewares.append(error_middleware)
     if settings.api_keys:
         open_routes = DISCOVERY_ROUTES if settings.open_discovery else frozenset()
         middlewares.append(auth_middleware(settings.api_keys, open_routes))
     app = web.Application(client_max_size=settings.max_body_size, middlewares=middlewares)
     app[SETTINGS] = settings
-    app[METRICS] = Metrics(settings.policy)
-    app[IN_FLIGHT] = set()
+    app[METRICS] = metrics
+    app[IN_FLIGHT] = in_flight
     if settings.trusted_proxies:
         app[TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     app[STREAMS] = sse.Streams()

@@ -157,11 +157,16 @@ async def respond(
         await stream.open()
         try:
             await stream.send(await first)  # keep-alives flow while this waits
-            async for data in events:
-                if on_first_token is not None:
+            if on_first_token is not None:
+                async for data in events:  # the first event that carries generated text
                     on_first_token()
-                    on_first_token = None
-                await stream.send(data)
+                    await stream.send(data)
+                    break
+            write = stream.response.write
+            async for data in events:  # `send`, inlined: this runs for every network read
+                if data:
+                    stream._active = True
+                    await write(data)
         except APIError as err:
             if not stream.closed:
                 log.warning("stream ended with an error: %s", err.message)

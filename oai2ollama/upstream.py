@@ -7,12 +7,13 @@ Nothing from the client's request reaches Ollama but the body we build: no ``Aut
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from . import __version__
 from .config import Settings
@@ -43,6 +44,16 @@ class Ollama:
         self._idle = settings.idle_timeout or None
         self._max_line = settings.max_line_size
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+
+    def _url(self, path: str) -> URL:
+        """Ollama's URL for ``path``, parsed once: the client would parse a string every time."""
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= 64:  # paths with a variable part (blobs) are not kept forever
+                self._urls.clear()
+            url = self._urls[path] = URL(self.url + path)
+        return url
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=60, ttl_dns_cache=300)
@@ -70,8 +81,12 @@ class Ollama:
         """GET a JSON document; ``limit`` caps the whole request in seconds."""
         return await self._json("GET", path, None, None, limit)
 
-    async def post(self, path: str, payload: dict[str, Any], *, model: str | None = None) -> Any:
-        return await self._json("POST", path, payload, model, None)
+    def post(
+        self, path: str, payload: dict[str, Any], *, model: str | None = None
+    ) -> Coroutine[Any, Any, Any]:
+        """POST a JSON document and read the JSON answer (the coroutine itself: no extra await
+        on every generation)."""
+        return self._json("POST", path, payload, model, None)
 
     async def _json(
         self,
@@ -86,7 +101,7 @@ class Ollama:
         if limit is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=limit)
         try:
-            async with self.session.request(method, self.url + path, **kwargs) as resp:
+            async with self.session.request(method, self._url(path), **kwargs) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     raise from_ollama_body(
@@ -126,7 +141,7 @@ class Ollama:
         status, for answers passed through as they are. Once the headers are in, the idle
         timeout holds between reads."""
         try:
-            resp = await self.session.request(method, self.url + path, data=data)
+            resp = await self.session.request(method, self._url(path), data=data)
         except Exception as exc:
             raise self._failure(exc) from exc
         try:
@@ -150,13 +165,15 @@ class Ollama:
         except Exception as exc:
             raise self._failure(exc) from exc
 
-    async def _batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
+    def _batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[dict[str, Any]]]:
         """The NDJSON objects of each network read, in order."""
-        async for lines in self.lines(resp):
-            yield [parse_line(line) for line in lines]
+        return self.lines(resp, parse_line)
 
-    async def lines(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
-        """The NDJSON lines of each network read, in order, without their newlines. A line split
+    async def lines(
+        self, resp: aiohttp.ClientResponse, parse: Callable[[bytes], Any] | None = None
+    ) -> AsyncIterator[list[Any]]:
+        """The NDJSON lines of each network read, in order, without their newlines (each put
+        through ``parse`` when given: one generator rather than two on every read). A line split
         across reads is kept until its end arrives; nothing else waits.
 
         Each byte is copied a bounded number of times however many reads a line spans, and a
@@ -180,17 +197,23 @@ class Ollama:
                 continue
             if pending:
                 pending += memoryview(data)[:end]
+                whole = len(pending)
                 lines = bytes(pending).split(b"\n")
             else:
+                whole = end
                 lines = data[:end].split(b"\n")
             pending = bytearray(memoryview(data)[end + 1 :])
-            if len(pending) > limit or any(len(line) > limit for line in lines):
+            # No line can be longer than what arrived: look at each only when that is.
+            if len(pending) > limit or (whole > limit and any(len(x) > limit for x in lines)):
                 raise self._too_long()
-            batch = [line for line in lines if line.strip()]
+            if parse is None:
+                batch = [line for line in lines if line and not line.isspace()]
+            else:
+                batch = [parse(line) for line in lines if line and not line.isspace()]
             if batch:
                 yield batch
-        if pending.strip():
-            yield [bytes(pending)]
+        if pending and not pending.isspace():
+            yield [bytes(pending) if parse is None else parse(bytes(pending))]
 
     def _too_long(self) -> UpstreamError:
         return UpstreamError(
