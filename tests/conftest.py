@@ -7,8 +7,6 @@ one (in the test's own loop) and raw HTTP clients all reach them over real TCP.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -23,6 +21,7 @@ from aiohttp import web
 from oai2ollama.config import Settings
 from oai2ollama.server import bound_port, start
 
+from . import system_programs
 from .fake_ollama import FakeOllama, LoopThread, image_app, serve_app
 
 
@@ -98,8 +97,9 @@ class RedisServer:
     """A real ``redis-server`` on a free loopback port, with its files in a temporary directory
     and no persistence: nothing outlives the test session."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, binary: str) -> None:
         self.directory = directory
+        self.binary = binary
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -107,11 +107,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
         self.proc = subprocess.Popen(
             [
-                binary,
+                self.binary,
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.directory),
@@ -151,11 +149,8 @@ def free_port() -> int:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """``redis-server`` from the system (Debian's ``redis-server`` package, which ``.ci/run``
     installs); in CI it must be there."""
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    binary = system_programs.need("redis-server", "redis-server")
+    server = RedisServer(tmp_path_factory.mktemp("redis"), binary)
     server.start()
     yield server
     server.stop()

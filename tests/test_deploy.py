@@ -3,7 +3,6 @@ flag and environment variable it names. (The nginx configuration runs in test_ng
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -21,6 +20,7 @@ from oai2ollama.middlewares import OPEN_PATHS
 from oai2ollama.server import create_app
 from oai2ollama.settings import SETTINGS, build_parser, settings_from
 
+from . import system_programs
 from .deploy_doc import DOC, ROOT, replace_once, snippet, snippets
 
 SCRIPT = shutil.which("oai2ollama", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -154,10 +154,7 @@ def _verify(unit: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
-    if shutil.which("systemd-analyze") is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze is missing; .ci/run installs systemd")
-        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    system_programs.need("systemd-analyze", "systemd")
     assert SCRIPT, "the oai2ollama console script is not installed"
     # The unit as documented, with ExecStart at this checkout's script (verify checks it exists).
     text = replace_once(

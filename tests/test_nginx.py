@@ -23,6 +23,7 @@ import openai
 import orjson
 import pytest
 
+from . import system_programs
 from .conftest import RedisServer, free_port
 from .deploy_doc import replace_once, snippet
 from .fake_ollama import FakeOllama, Reply
@@ -33,10 +34,6 @@ SCRIPT = shutil.which("oai2ollama", path=str(Path(sys.executable).parent)) or sh
 KEY = "nginx-test-key"
 READ_TIMEOUT = 2  # seconds: nginx's proxy_read_timeout in this test
 KEEPALIVE = 0.5  # seconds: the replicas' --keepalive-interval, well below it
-
-
-def find_nginx() -> str | None:
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -149,11 +146,7 @@ http {{
 
 @pytest.fixture(scope="module")
 def proxy(replicas: Replicas, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    nginx = find_nginx()
-    if nginx is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is missing; .ci/run installs it")
-        pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
+    nginx = system_programs.need("nginx", "nginx")
     tmp = tmp_path_factory.mktemp("nginx")
     port = free_port()
     conf = nginx_conf(tmp, port, replicas.addresses)

@@ -283,7 +283,7 @@ def test_redis_down_is_a_503_for_what_needs_the_store_only(
 def test_redis_store_recovers_when_redis_comes_back(
     make_shim: ShimFactory, ollama: FakeOllama, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    late = RedisServer(tmp_path)
+    late = RedisServer(tmp_path, redis_server.binary)
     client = sdk(make_shim(responses_store=late.url()), "k")
     with pytest.raises(openai.InternalServerError):
         client.responses.create(model="llama3.2", input="x")
@@ -298,7 +298,7 @@ def test_redis_store_recovers_when_redis_comes_back(
 def test_redis_lost_mid_stream_ends_it_with_response_failed(
     make_shim: ShimFactory, ollama: FakeOllama, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    lost = RedisServer(tmp_path)
+    lost = RedisServer(tmp_path, redis_server.binary)
     lost.start()
     try:
         client = sdk(make_shim(responses_store=lost.url()), "k")
