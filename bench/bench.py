@@ -12,7 +12,7 @@ its min–max. Nothing leaves 127.0.0.1.
     python bench/bench.py --quick               # a smoke run
     python bench/bench.py --json out.json       # also write the figures as JSON
     python bench/bench.py --plot docs/benchmarks.png   # also plot (needs matplotlib)
-    python bench/bench.py --server-args="--api-key k --access-log"   # another configuration
+    python bench/bench.py --api-key k           # keys and the access log on, as services run
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ TOOLS = [
     }
 ]
 SWEEP = (1, 4, 16, 64)
+# Sent with every benchmark request: Authorization joins it when the server wants a key (the
+# floor and the fake Ollama ignore it).
+REQUEST_HEADERS: dict[str, str] = {"Content-Type": "application/json"}
 EMBED_TEXTS = [f"sentence number {i} to embed" for i in range(16)]
 
 
@@ -166,8 +169,7 @@ async def round_of(
 async def compare(targets: list[Target], count: int, concurrency: int, rounds: int) -> dict:
     """Interleaved rounds of the same load against every target (the first is direct)."""
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
-    headers = {"Content-Type": "application/json"}
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=REQUEST_HEADERS) as session:
         for target in targets:  # warm up connections and code paths
             await round_of(session, target, min(count, 50), concurrency)
             target.clear()
@@ -344,7 +346,7 @@ async def cpu_per_chunk(procs: Processes, streams: int) -> dict[str, float]:
     if procs.floor_url:
         sides.append(("floor", procs.floor_pid, f"{procs.floor_url}/v1/chat/completions", openai))
     sides.append(("direct", procs.fake_pid, f"{procs.fake_url}/api/chat", native))
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=REQUEST_HEADERS) as session:
         for name, pid, url, body in sides:
             data = orjson.dumps(body)
             before = cpu_seconds(pid)
@@ -368,7 +370,7 @@ async def open_streams(server_url: str, pid: int, count: int) -> float:
     )
     peak = 0.0
     connector = aiohttp.TCPConnector(limit=count)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=REQUEST_HEADERS) as session:
 
         async def stream() -> None:
             async with session.post(f"{server_url}/v1/chat/completions", data=body) as resp:
@@ -708,7 +710,16 @@ def main() -> None:
         help="also run the chat scenarios through a LiteLLM proxy: the path of its `litellm` "
         "command (pip install 'litellm[proxy]' in a separate venv)",
     )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="start the server with this key (and the access log at info level, as a service "
+        "runs) and send it with every request",
+    )
     args = parser.parse_args()
+    if args.api_key:
+        args.server_args = f"{args.server_args} --api-key {args.api_key} --log-level info".strip()
+        REQUEST_HEADERS["Authorization"] = f"Bearer {args.api_key}"
     if args.quick:
         args.requests, args.rounds = 60, 2
     results = asyncio.run(run(args))
