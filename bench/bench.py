@@ -618,7 +618,7 @@ def report(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"LiteLLM {litellm['version']} ({litellm['command']}), same fake Ollama:",
-            _row(("scenario", "added p50", "added p99", "rps ÷ direct", "CPU/req µs"), widths),
+            _row(("scenario", "added p50", "added p99", "rps ÷ direct", "CPU/req µs"), widths[:5]),
         ]
         for key, r in litellm["scenarios"].items():
             x = r["litellm"]
@@ -631,7 +631,7 @@ def report(results: dict[str, Any]) -> str:
                         Spread.load(x["rps_ratio"]).show("{:.2f}"),
                         Spread.load(x["cpu_us"]).show("{:.0f}"),
                     ),
-                    widths,
+                    widths[:5],
                 )
             )
         lines.append(
@@ -711,6 +711,9 @@ def main() -> None:
         "command (pip install 'litellm[proxy]' in a separate venv)",
     )
     parser.add_argument(
+        "--report", type=Path, help="print the table (and plot) of a run saved with --json"
+    )
+    parser.add_argument(
         "--api-key",
         metavar="KEY",
         help="start the server with this key (and the access log at info level, as a service "
@@ -722,10 +725,13 @@ def main() -> None:
         REQUEST_HEADERS["Authorization"] = f"Bearer {args.api_key}"
     if args.quick:
         args.requests, args.rounds = 60, 2
-    results = asyncio.run(run(args))
+    if args.report:  # draw the table and plot again from an earlier run's figures
+        results = orjson.loads(args.report.read_bytes())
+    else:
+        results = asyncio.run(run(args))
+        if args.json:
+            args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     print(report(results))
-    if args.json:
-        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     if args.plot:
         plot(results, args.plot)
 

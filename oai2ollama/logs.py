@@ -62,5 +62,50 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    global _DIRECT
+    _DIRECT = (handler, fmt)
     # aiohttp's own access log would repeat ours.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+# The handler `setup_logging` installed and its format, for `write_access`.
+_DIRECT: tuple[logging.StreamHandler[Any], str] | None = None
+_ACCESS = logging.getLogger("oai2ollama.access")
+_SECOND: list[Any] = [None, "", ""]  # the second last formatted: [second, local text, UTC text]
+
+
+def write_access(message: str, fields: dict[str, Any]) -> bool:
+    """Write an access-log line straight to the stream of the handler ``setup_logging``
+    installed, exactly as its formatter would, without a LogRecord: that machinery is most of
+    the cost of a line, and there is one on every request. False when logging is configured
+    otherwise (another handler, a filter, a level that drops it): then log it the usual way."""
+    direct = _DIRECT
+    if direct is None or _ACCESS.handlers or not _ACCESS.propagate or len(_ACCESS.filters) > 1:
+        return False
+    handler, fmt = direct
+    if logging.getLogger().handlers != [handler] or handler.level > logging.INFO or handler.filters:
+        return False
+    now = time.time()
+    second = int(now)
+    if _SECOND[0] != second:
+        _SECOND[:] = [
+            second,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
+        ]
+    msecs = int((now - second) * 1000)
+    if fmt == "json":
+        out = {
+            "time": f"{_SECOND[2]}.{msecs:03d}Z",
+            "level": "info",
+            "logger": _ACCESS.name,
+            "message": message,
+            **fields,
+        }
+        line = orjson.dumps(out, default=str).decode()
+    else:
+        line = f"{_SECOND[1]},{msecs:03d} INFO {_ACCESS.name}: {message}"
+    with handler.lock:  # type: ignore[union-attr]
+        handler.stream.write(line + handler.terminator)
+        handler.flush()
+    return True

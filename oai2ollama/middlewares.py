@@ -16,6 +16,7 @@ from aiohttp import web
 from .config import Settings
 from .errors import APIError, PermissionDenied, ShuttingDown, Unauthorized, from_http_status
 from .exchange import CURRENT, client_address
+from .logs import write_access
 from .metrics import Metrics
 from .protocol import REQUEST_ID, new_request_id
 from .state import (
@@ -240,31 +241,27 @@ def observe_middleware(
 def _access_line(request: web.Request, exchange: Exchange, status: int, elapsed: float) -> None:
     model, target, usage = exchange.model, exchange.target, exchange.usage
     client = client_address(request, exchange)
-    access.info(
-        "%s %s %s %d %.1fms%s%s%s%s client=%s id=%s",
-        request.method,
-        request.path,
-        model or "-",
-        status,
-        elapsed * 1000,
-        f" tokens={usage['prompt_tokens']}+{usage['completion_tokens']}" if usage else "",
-        f" local={target}" if target and target != model else "",
-        " stream" if exchange.stream else "",
-        f" error={exchange.error}" if exchange.error else "",
-        client or "-",
-        exchange.request_id,
-        extra={
-            "request_id": exchange.request_id,
-            "client": client,
-            "method": request.method,
-            "path": request.path,
-            "model": model,
-            "local_model": target,
-            "stream": exchange.stream,
-            "status": status,
-            "error": exchange.error,
-            "duration_ms": round(elapsed * 1000, 3),
-            "prompt_tokens": usage["prompt_tokens"] if usage else None,
-            "completion_tokens": usage["completion_tokens"] if usage else None,
-        },
+    tokens = f" tokens={usage['prompt_tokens']}+{usage['completion_tokens']}" if usage else ""
+    local = f" local={target}" if target and target != model else ""
+    stream = " stream" if exchange.stream else ""
+    error = f" error={exchange.error}" if exchange.error else ""
+    message = (
+        f"{request.method} {request.path} {model or '-'} {status} {elapsed * 1000:.1f}ms"
+        f"{tokens}{local}{stream}{error} client={client or '-'} id={exchange.request_id}"
     )
+    fields = {
+        "request_id": exchange.request_id,
+        "client": client,
+        "method": request.method,
+        "path": request.path,
+        "model": model,
+        "local_model": target,
+        "stream": exchange.stream,
+        "status": status,
+        "error": exchange.error,
+        "duration_ms": round(elapsed * 1000, 3),
+        "prompt_tokens": usage["prompt_tokens"] if usage else None,
+        "completion_tokens": usage["completion_tokens"] if usage else None,
+    }
+    if not write_access(message, fields):
+        access.info("%s", message, extra=fields)
