@@ -94,13 +94,19 @@ def test_base_url_for_wildcard_and_v6_hosts() -> None:
 def test_bad_settings_exit_2_with_one_line(
     argv: list[str], env: dict[str, str], needle: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    err = refused(argv, env, capsys)
+    assert needle in err
+    assert err.startswith("oai2ollama: error: ")
+
+
+def refused(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line the program exits with (status 2) for these settings."""
     with pytest.raises(SystemExit) as info:
         main(argv, env)
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert needle in err
     assert err.count("\n") == 1
-    assert err.startswith("oai2ollama: error: ")
+    return err
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,12 +152,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_settings_that_would_be_wrong_are_refused(
     argv: list[str], env: dict[str, str], needle: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(argv, env)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert needle in err
-    assert err.count("\n") == 1
+    assert needle in refused(argv, env, capsys)
 
 
 @pytest.mark.parametrize(
