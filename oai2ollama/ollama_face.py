@@ -20,7 +20,14 @@ import orjson
 from aiohttp import web
 
 from . import policy, sse
-from .errors import APIError, InvalidRequest, PermissionDenied, UpstreamError, from_ollama
+from .errors import (
+    APIError,
+    InvalidRequest,
+    PermissionDenied,
+    UpstreamError,
+    from_ollama,
+    retry_after_value,
+)
 from .state import (
     CATALOG,
     EXCHANGE,
@@ -170,13 +177,16 @@ async def _relay_get(request: web.Request, path: str) -> web.Response:
 
 
 def _passed(request: web.Request, resp: aiohttp.ClientResponse, raw: bytes) -> web.Response:
-    """Ollama's answer as it came: status, body and content type."""
+    """Ollama's answer as it came: status, body, content type and ``Retry-After``."""
     if resp.status >= 500:
         request.app[METRICS].upstream_error(from_ollama(resp.status, "").code)
     answer = web.Response(body=raw, status=resp.status)
     content_type = resp.headers.get("Content-Type")
     if content_type:
         answer.headers["Content-Type"] = content_type
+    retry = retry_after_value(resp.headers.get("Retry-After"))
+    if retry:  # "later": when, as Ollama said it
+        answer.headers["Retry-After"] = retry
     return answer
 
 

@@ -237,6 +237,14 @@ def test_authorization_and_other_headers_never_reach_ollama(url: str, ollama: Fa
 # ---- errors in Ollama's shape --------------------------------------------------------------
 
 
+def test_ollamas_retry_after_passes_through(url: str, ollama: FakeOllama) -> None:
+    ollama.queue(Reply(status=429, error="too many requests", headers={"Retry-After": "7"}))
+    got, headers, raw = call("POST", url + "/api/chat", {"model": "llama3.2", "messages": HELLO})
+    assert got == 429
+    assert headers["Retry-After"] == "7"
+    assert orjson.loads(raw) == {"error": "too many requests"}
+
+
 def test_errors_are_ollama_shaped_with_ollama_statuses(
     client: ollama_sdk.Client, url: str, ollama: FakeOllama
 ) -> None:
